@@ -1,0 +1,57 @@
+# robolake — every target installs what it needs; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ROBOLAKE := $(BIN)/robolake
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-unit test-integration lint bench stack-up stack-down stack-status clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed ## create the venv and install robolake with its dev tools
+	$(ROBOLAKE) stack install
+
+demo: setup ## run the main job end to end on a local stack (today: bring the stack up, report it healthy)
+	$(ROBOLAKE) stack up
+	$(ROBOLAKE) stack status
+
+test: setup lint ## lint, then every test against a private real stack (started and stopped by pytest)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(BIN)/.installed ## only the unit tests (no stack)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: setup ## only the integration tests
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed ## ruff (lint + format check) and mypy --strict on services/
+	$(BIN)/ruff check services tests
+	$(BIN)/ruff format --check services tests
+	$(BIN)/mypy
+
+bench: $(BIN)/.installed ## benchmarks; figures are ratios to ceilings measured in the same run
+	mkdir -p bench-results
+	$(BIN)/python -m robolake.bench.validation --out bench-results/validation.json
+
+stack-up: setup ## start the local Kafka + MinIO + Prometheus stack and print its endpoints
+	$(ROBOLAKE) stack up
+
+stack-down: $(BIN)/.installed ## stop every process of the local stack
+	$(ROBOLAKE) stack down
+
+stack-status: $(BIN)/.installed ## show the local stack's processes, endpoints and logs
+	$(ROBOLAKE) stack status
+
+clean: ## remove the venv and caches of the checkers (not the stack's install cache)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench-results

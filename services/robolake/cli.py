@@ -1,0 +1,83 @@
+"""The ``robolake`` command: one entry point, a subcommand per job.
+
+Each subpackage contributes its subcommands through an ``add_parser(subparsers)`` function, so this
+module stays a thin router.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from robolake import __version__
+from robolake.errors import RobolakeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to render ``--help``)."""
+    from robolake.stack import cli as stack_cli
+
+    parser = argparse.ArgumentParser(
+        prog="robolake",
+        description=(
+            "Ingestion backend for real-world robot data: capture devices upload episodes to "
+            "collectors, which stream them through Kafka to writers that store Parquet shards "
+            "on S3-compatible storage."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"robolake {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging verbosity (default: INFO)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    stack_cli.add_parser(subparsers)
+    init = subparsers.add_parser(
+        "init",
+        help="create robolake's Kafka topics and S3 bucket (idempotent)",
+        description="Create the chunk and dead-letter topics (sized for the largest chunk) and the "
+        "dataset bucket on the cluster named by the ROBOLAKE_* environment variables.",
+    )
+    init.add_argument("--partitions", type=int, default=None, help="partitions of the chunk topic")
+    init.set_defaults(func=_init)
+    return parser
+
+
+def _init(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from robolake.endpoints import Endpoints
+    from robolake.episode.topics import DEFAULT_CHUNK_PARTITIONS
+    from robolake.provision import provision
+
+    endpoints = Endpoints.from_env()
+    asyncio.run(provision(endpoints, partitions=args.partitions or DEFAULT_CHUNK_PARTITIONS))
+    print(f"topics and bucket {endpoints.s3_bucket!r} ready on {endpoints.kafka_bootstrap}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; errors robolake raises on purpose print one line and exit 1."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except RobolakeError as exc:
+        print(f"robolake: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
