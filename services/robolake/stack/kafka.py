@@ -152,7 +152,11 @@ def write_config(home: Path, *, port: int, controller_port: int) -> Path:
 
 
 def _new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    It may start with ``-``, so it is passed as ``--cluster-id=<id>``, never as a separate
+    argument the tool's parser would take for an option.
+    """
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -162,7 +166,7 @@ def format_storage(home: Path, properties: Path) -> None:
         return
     command = java_command(
         "kafka.tools.StorageTool",
-        ["format", "-t", _new_cluster_id(), "-c", str(properties)],
+        ["format", f"--cluster-id={_new_cluster_id()}", "--config", str(properties)],
         log4j_config=home / "log4j2.properties",
     )
     result = subprocess.run(command, capture_output=True, text=True, check=False)

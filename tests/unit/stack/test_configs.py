@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from robolake.episode.topics import CHUNK_TOPIC, MAX_RECORD_BYTES
 from robolake.provision import robolake_topics
@@ -30,3 +33,21 @@ def test_prometheus_config_scrapes_itself_minio_and_robolake(tmp_path: Path) -> 
     assert set(jobs) == {"prometheus", "minio", "robolake"}
     assert jobs["minio"]["static_configs"][0]["targets"] == ["127.0.0.1:9000"]
     assert prometheus.targets_dir(tmp_path).is_dir()
+
+
+def test_format_passes_cluster_ids_that_look_like_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster id may start with '-'; it must be glued to its option or argparse rejects it."""
+    seen: list[list[str]] = []
+
+    def fake_run(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(kafka, "_new_cluster_id", lambda: "-abc_DEF123")
+    monkeypatch.setattr(kafka.subprocess, "run", fake_run)
+    properties = kafka.write_config(tmp_path, port=1, controller_port=2)
+    kafka.format_storage(tmp_path, properties)
+    assert "--cluster-id=-abc_DEF123" in seen[0]
+    assert "-abc_DEF123" not in seen[0]
