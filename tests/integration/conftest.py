@@ -118,3 +118,11 @@ async def kafka_topic(stack_endpoints: Endpoints) -> AsyncIterator[str]:
         await admin.delete_topics([name])
     finally:
         await admin.close()
+
+
+@pytest.fixture
+def local_stack(stack_endpoints: Endpoints) -> Stack:
+    """The stack this run started, for tests that stop and restart its components."""
+    if _STACK is None:
+        pytest.skip("fault tests need the stack started by this test run, not an external one")
+    return _STACK

@@ -1,0 +1,93 @@
+"""The collector's Prometheus metrics, defined in one place with bounded label values.
+
+Labels: ``route`` is the route template (never the raw path), ``status`` an HTTP status,
+``reason`` a problem reason (a closed set), ``capture_point`` a capture point id (at most a few
+thousand). Episode ids are never labels.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class CollectorMetrics:
+    """All metrics of one collector process, on its own registry (so tests can run several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "robolake_collector_requests_total",
+            "HTTP requests by route template and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "robolake_collector_rejections_total",
+            "Refused requests by problem reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.chunks_accepted = Counter(
+            "robolake_collector_chunks_accepted_total",
+            "Chunks acknowledged (in Kafka with acks=all).",
+            registry=r,
+        )
+        self.bytes_accepted = Counter(
+            "robolake_collector_bytes_accepted_total",
+            "Chunk payload bytes acknowledged.",
+            registry=r,
+        )
+        self.capture_point_bytes = Counter(
+            "robolake_collector_capture_point_bytes_total",
+            "Chunk payload bytes acknowledged per capture point.",
+            ["capture_point"],
+            registry=r,
+        )
+        self.capture_point_episodes = Counter(
+            "robolake_collector_capture_point_episodes_total",
+            "Episodes registered per capture point.",
+            ["capture_point"],
+            registry=r,
+        )
+        self.episodes_completed = Counter(
+            "robolake_collector_episodes_completed_total",
+            "Completion records acknowledged.",
+            registry=r,
+        )
+        self.ack_latency = Histogram(
+            "robolake_collector_chunk_ack_seconds",
+            "From the first byte of a chunk upload to its acknowledgement.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.produce_latency = Histogram(
+            "robolake_collector_kafka_produce_seconds",
+            "Kafka produce round trip with acks=all.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.produce_errors = Counter(
+            "robolake_collector_kafka_produce_errors_total",
+            "Records Kafka did not acknowledge (timeouts, broker errors).",
+            registry=r,
+        )
+        self.inflight_bytes = Gauge(
+            "robolake_collector_inflight_bytes",
+            "Request body bytes reserved (being received or produced).",
+            registry=r,
+        )
+        self.inflight_capacity = Gauge(
+            "robolake_collector_inflight_capacity_bytes",
+            "The in-flight bytes cap of this process.",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "robolake_collector_ready",
+            "1 when the collector takes uploads (Kafka reachable, not draining).",
+            registry=r,
+        )

@@ -1,0 +1,110 @@
+"""The collector's settings: flags override environment variables, which override defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from robolake.collector.errors import CollectorError
+from robolake.episode.topics import CHUNK_TOPIC, DEFAULT_MAX_CHUNK_BYTES
+
+ENV_DEVICES_FILE: Final = "ROBOLAKE_DEVICES_FILE"
+ENV_TICKET_KEY: Final = "ROBOLAKE_TICKET_KEY"
+ENV_CHUNK_TOPIC: Final = "ROBOLAKE_CHUNK_TOPIC"
+
+
+def default_devices_file() -> Path:
+    """``$ROBOLAKE_DEVICES_FILE``, else ``$XDG_CONFIG_HOME/robolake/devices.json``."""
+    if explicit := os.environ.get(ENV_DEVICES_FILE):
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "robolake" / "devices.json"
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Everything one collector process needs to know besides the endpoints."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    devices_file: Path = field(default_factory=default_devices_file)
+    ticket_key: bytes = field(default=b"", repr=False)
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
+    max_manifest_bytes: int = 256 * 1024
+    inflight_bytes: int = 256 * 1024 * 1024
+    device_rate_bytes: float = 64e6
+    device_burst_bytes: float = 128e6
+    send_timeout: float = 15.0
+    drain_seconds: float = 25.0
+    ticket_ttl: float = 7 * 24 * 3600.0
+    topic: str = CHUNK_TOPIC
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CollectorSettings:
+        key = os.environ.get(ENV_TICKET_KEY, "")
+        if not key:
+            raise CollectorError(
+                f"{ENV_TICKET_KEY} is not set: every collector replica needs the same secret "
+                "(e.g. `openssl rand -hex 32`) to sign and check upload tickets"
+            )
+        return cls(
+            host=args.host,
+            port=args.port,
+            devices_file=args.devices_file or default_devices_file(),
+            ticket_key=key.encode(),
+            max_chunk_bytes=args.max_chunk_bytes,
+            inflight_bytes=args.inflight_bytes,
+            device_rate_bytes=args.device_rate,
+            device_burst_bytes=max(args.device_rate * 2, float(args.max_chunk_bytes)),
+            drain_seconds=args.drain_seconds,
+            topic=args.topic,
+        )
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The collector's flags; each defaults to a ``ROBOLAKE_COLLECTOR_*`` variable."""
+    parser.add_argument(
+        "--host", default=os.environ.get("ROBOLAKE_COLLECTOR_HOST", "127.0.0.1"),
+        help="address to listen on (env ROBOLAKE_COLLECTOR_HOST, default 127.0.0.1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--port", type=int, default=_env_int("ROBOLAKE_COLLECTOR_PORT", 8080),
+        help="port to listen on (env ROBOLAKE_COLLECTOR_PORT, default 8080)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--devices-file", type=Path, default=None,
+        help=f"device registry (env {ENV_DEVICES_FILE}, default {default_devices_file()})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-chunk-bytes", type=int,
+        default=_env_int("ROBOLAKE_MAX_CHUNK_BYTES", DEFAULT_MAX_CHUNK_BYTES),
+        help="largest chunk accepted (env ROBOLAKE_MAX_CHUNK_BYTES, default 4 MiB)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inflight-bytes", type=int,
+        default=_env_int("ROBOLAKE_COLLECTOR_INFLIGHT_BYTES", 256 * 1024 * 1024),
+        help="cap on request bytes held at once; beyond it, 503 + Retry-After "
+        "(env ROBOLAKE_COLLECTOR_INFLIGHT_BYTES, default 256 MiB)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device-rate", type=float,
+        default=float(os.environ.get("ROBOLAKE_DEVICE_RATE_BYTES", 64e6)),
+        help="sustained bytes/s per device before 429 + Retry-After, 0 = unlimited "
+        "(env ROBOLAKE_DEVICE_RATE_BYTES, default 64e6)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--topic", default=os.environ.get(ENV_CHUNK_TOPIC, CHUNK_TOPIC),
+        help=f"Kafka topic for episode records (env {ENV_CHUNK_TOPIC}, default {CHUNK_TOPIC})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drain-seconds", type=float,
+        default=float(os.environ.get("ROBOLAKE_COLLECTOR_DRAIN_SECONDS", 25.0)),
+        help="on SIGTERM, how long in-flight uploads may finish (default 25)",
+    )  # fmt: skip

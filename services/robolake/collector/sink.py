@@ -1,0 +1,118 @@
+"""Where acknowledged records go: a narrow interface with one real implementation (Kafka).
+
+The app depends only on :class:`RecordSink`; tests of pure logic can hand it an in-memory sink,
+while the integration tests use :class:`KafkaSink` against the real broker. A successful
+:meth:`RecordSink.send` means the record is durable (``acks=all``, idempotent producer); any
+failure raises :class:`~robolake.collector.errors.KafkaUnavailable` so the HTTP edge answers 503
+and the device retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from robolake.collector.errors import KafkaUnavailable
+from robolake.collector.metrics import CollectorMetrics
+from robolake.episode.topics import MAX_RECORD_BYTES
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class RecordSink(Protocol):
+    """Durable destination of the collector's records."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        """Return once the record is durably stored; raise KafkaUnavailable otherwise."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the sink can take records now (for ``/readyz``)."""
+        ...
+
+
+class KafkaSink:
+    """An idempotent ``acks=all`` aiokafka producer tuned for large, incompressible records.
+
+    No compression: chunks are mostly JPEG/PNG bytes already. ``linger_ms`` lets concurrent
+    uploads share a produce request; ``max_request_size`` fits the largest chunk record.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        metrics: CollectorMetrics,
+        send_timeout: float = 15.0,
+        linger_ms: int = 5,
+        max_batch_size: int = 1024 * 1024,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._metrics = metrics
+        self._send_timeout = send_timeout
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=MAX_RECORD_BYTES,
+            max_batch_size=max_batch_size,
+            linger_ms=linger_ms,
+            compression_type=None,
+            request_timeout_ms=int(send_timeout * 1000),
+            client_id="robolake-collector",
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect to Kafka; raises KafkaUnavailable if it cannot be reached."""
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise KafkaUnavailable(
+                f"cannot reach Kafka at {self._bootstrap}: {exc}", retry_after=5
+            ) from exc
+        self._started = True
+
+    async def stop(self) -> None:
+        """Flush and close; safe to call twice."""
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        began = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+        except (KafkaError, TimeoutError) as exc:
+            self._metrics.produce_errors.inc()
+            log.warning("produce to %s failed: %r", topic, exc)
+            raise KafkaUnavailable(
+                f"Kafka did not acknowledge the record ({type(exc).__name__}); retry later",
+                retry_after=2.0,
+            ) from exc
+        self._metrics.produce_latency.observe(time.perf_counter() - began)
+
+    async def ping(self) -> bool:
+        """Whether the producer currently knows a live broker for the cluster."""
+        if not self._started:
+            return False
+        try:
+            async with asyncio.timeout(2):
+                await self._producer.client.fetch_all_metadata()
+        except (KafkaError, TimeoutError):
+            return False
+        return True

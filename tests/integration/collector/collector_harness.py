@@ -1,0 +1,128 @@
+"""Helpers for collector integration tests: start collectors, upload, read the topic back."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from aiokafka import AIOKafkaConsumer
+
+from robolake.collector.app import Collector
+from robolake.collector.devices import DeviceRegistry
+from robolake.collector.metrics import CollectorMetrics
+from robolake.collector.settings import CollectorSettings
+from robolake.collector.sink import KafkaSink
+from robolake.collector.tickets import MAX_TICKET_CHARS
+from robolake.endpoints import Endpoints
+from robolake.episode.checksums import checksum
+from robolake.episode.topics import MAX_RECORD_BYTES
+
+TICKET_KEY = "integration-test-ticket-key-0123456789"
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+@dataclass(frozen=True)
+class Devices:
+    path: Path
+    token_a: str  # dev-a at cp-a
+    token_b: str  # dev-b at cp-b
+
+
+@dataclass
+class LiveCollector:
+    collector: Collector
+    client: ClientSession
+    base: str
+
+
+async def start_collector(
+    settings: CollectorSettings, endpoints: Endpoints, topic: str
+) -> tuple[Collector, TestServer]:
+    """An in-process collector on a test server, producing to ``topic`` of the real broker."""
+    metrics = CollectorMetrics()
+    sink = KafkaSink(endpoints.kafka_bootstrap, metrics=metrics, send_timeout=settings.send_timeout)
+    await sink.start()
+    collector = Collector(
+        settings,
+        registry=DeviceRegistry(settings.devices_file),
+        sink=sink,
+        metrics=metrics,
+        topic=topic,
+    )
+    server = TestServer(collector.build(), host="127.0.0.1", max_field_size=MAX_TICKET_CHARS + 1024)
+    await server.start_server()
+    return collector, server
+
+
+async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 30) -> list[Any]:
+    """Every record of ``topic`` from the start, once ``expect`` have arrived (or timeout)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(records) < expect:
+                batch = await consumer.getmany(timeout_ms=500)
+                for messages in batch.values():
+                    records.extend(messages)
+        # Anything beyond what we expected also counts (duplicates, strays).
+        batch = await consumer.getmany(timeout_ms=1000)
+        for messages in batch.values():
+            records.extend(messages)
+    except TimeoutError:
+        pass
+    finally:
+        await consumer.stop()
+    return records
+
+
+@dataclass
+class CollectorProcess:
+    """A ``robolake collector`` subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def auth(token: str, ticket: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if ticket:
+        headers["Upload-Ticket"] = ticket
+    return headers
+
+
+def chunk_headers(token: str, ticket: str, data: bytes) -> dict[str, str]:
+    return {**auth(token, ticket), "Content-Type": ARROW, "Robolake-Checksum": checksum(data)}
+
+
+async def register(client: ClientSession, base: str, token: str, manifest: bytes) -> str:
+    """Register an episode; return its upload ticket."""
+    async with client.post(
+        f"{base}/v1/episodes",
+        data=manifest,
+        headers={**auth(token), "Content-Type": "application/json"},
+    ) as response:
+        body = await response.json()
+        assert response.status in (200, 201), body
+        return str(body["ticket"])
