@@ -45,6 +45,8 @@ _REGISTRATIONS_REMEMBERED: Final = 100_000
 _PARSED_TICKETS_CACHED: Final = 4096
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The in-flight reservation an ``Expect: 100-continue`` check made for the handler.
+RESERVATION_KEY: Final = web.RequestKey("reservation", Reservation)
 
 
 class Refusal(Exception):
@@ -156,26 +158,42 @@ class Collector:
             )
         return length
 
-    async def _read_body(self, request: web.Request, limit: int, reason: str) -> bytes:
-        """Read at most ``limit`` bytes, refusing as soon as the running count passes it."""
+    async def _read_body(self, request: web.Request, limit: int, reason: str) -> bytearray:
+        """Read at most ``limit`` bytes, refusing as soon as the running count passes it.
+
+        With a Content-Length the body goes into one buffer of exactly that size (no copies
+        while reading), so a request holds about one body's bytes, the size it reserved.
+        """
         length = request.content_length
-        body = bytearray()
-        while True:
-            piece = await request.content.readany()
-            if not piece:
-                break
-            body += piece
-            if len(body) > limit:
+        if length is not None:
+            body = bytearray(length)
+            view = memoryview(body)
+            filled = 0
+            while filled < length:
+                piece = await request.content.readany()
+                if not piece:
+                    raise Refusal(problem("bad_request", "body shorter than Content-Length"))
+                end = filled + len(piece)
+                if end > length:
+                    raise Refusal(problem("bad_request", "body longer than Content-Length"))
+                view[filled:end] = piece
+                filled = end
+            view.release()
+            return body
+        grown = bytearray()
+        while piece := await request.content.readany():
+            grown += piece
+            if len(grown) > limit:
                 raise Refusal(
                     problem(
                         reason, f"body exceeds the limit of {limit} bytes", extra={"limit": limit}
                     )
                 )
-        if length is not None and len(body) != length:
-            raise Refusal(problem("bad_request", "body shorter than Content-Length"))
-        return bytes(body)
+        return grown
 
-    async def _produce(self, meta: RecordMeta, identity: Identity, value: bytes) -> None:
+    async def _produce(
+        self, meta: RecordMeta, identity: Identity, value: bytes | bytearray
+    ) -> None:
         # Identity comes from the authenticated token, never from the body.
         stamped = replace(
             meta, device_id=identity.device_id, capture_point_id=identity.capture_point_id
@@ -199,7 +217,7 @@ class Collector:
         self._media_type(request, "application/json")
         limit = self.settings.max_manifest_bytes
         self._declared_length(request, limit, "payload_too_large")
-        body = await self._read_body(request, limit, "payload_too_large")
+        body = bytes(await self._read_body(request, limit, "payload_too_large"))
         manifest = parse_manifest(body)
         if (manifest.device_id, manifest.capture_point_id) != (
             identity.device_id,
@@ -280,7 +298,9 @@ class Collector:
             )
         limit = self.settings.max_chunk_bytes
         length = self._declared_length(request, limit, "chunk_too_large")
-        reservation = self.inflight_reserve(identity, length if length is not None else limit)
+        reservation = request.get(RESERVATION_KEY) or self.inflight_reserve(
+            identity, length if length is not None else limit
+        )
         try:
             body = await self._read_body(request, limit, "chunk_too_large")
             verify_checksum(body, declared)
@@ -320,7 +340,7 @@ class Collector:
         self._media_type(request, "application/json")
         limit = self.settings.max_manifest_bytes
         self._declared_length(request, limit, "payload_too_large")
-        body = await self._read_body(request, limit, "payload_too_large")
+        body = bytes(await self._read_body(request, limit, "payload_too_large"))
         counts = parse_completion(body, manifest)
         with self.inflight_reserve(identity, len(body)):
             await self._produce(complete_record(manifest, body), identity, body)
@@ -355,15 +375,22 @@ class Collector:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Turn every refusal into problem+json, count requests, track in-flight ones."""
-        route = request.match_info.route.resource
-        template = route.canonical if route is not None else "unmatched"
         self.state.inflight_requests += 1
         try:
             response = await self._dispatch(request, handler)
         finally:
             self.state.inflight_requests -= 1
-        self.metrics.requests.labels(template, request.method, str(response.status)).inc()
+            if (reservation := request.get(RESERVATION_KEY)) is not None:
+                reservation.release()  # a refusal before the handler took it over
+                self.metrics.inflight_bytes.set(self.inflight.used)
+        self._account(request, response)
         return response
+
+    def _account(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Count a request by route template, method and status."""
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else "unmatched"
+        self.metrics.requests.labels(template, request.method, str(response.status)).inc()
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -386,6 +413,10 @@ class Collector:
             response = problem(
                 "internal_error", "the collector hit an unexpected error; retry later"
             )
+        if request.body_exists and not request.content.at_eof():
+            # The body was refused unread: close the connection instead of draining it, so a
+            # refused upload costs no buffer space while the device waits to retry.
+            response.force_close()
         reason = response.get(REASON_KEY)
         if reason:
             self.metrics.rejections.labels(reason).inc()
@@ -393,27 +424,40 @@ class Collector:
         return response
 
     async def expect_continue(self, request: web.Request) -> web.StreamResponse | None:
-        """``Expect: 100-continue``: refuse a bad upload before the device sends its body."""
+        """``Expect: 100-continue``: decide before the device sends its body.
+
+        Everything that can refuse an upload without its bytes is checked here, including the
+        device quota and the in-flight reservation (kept on the request for the handler), so a
+        refused device never transmits its body and refused uploads cost no buffer space.
+        """
         if request.version < (1, 1) or request.headers.get("Expect", "").lower() != "100-continue":
             return None
         try:
             self._check_open()
             identity = self._identity(request)
-            limit = (
-                self.settings.max_chunk_bytes
-                if request.method == "PUT"
-                else self.settings.max_manifest_bytes
-            )
-            reason = "chunk_too_large" if request.method == "PUT" else "payload_too_large"
-            self._declared_length(request, limit, reason)
             if request.method == "PUT":
+                limit = self.settings.max_chunk_bytes
+                length = self._declared_length(request, limit, "chunk_too_large")
                 self._ticket_manifest(request, identity).stream(request.match_info["stream"])
+                reserved = length if length is not None else limit
+                request[RESERVATION_KEY] = self.inflight_reserve(identity, reserved)
+            else:
+                self._declared_length(
+                    request, self.settings.max_manifest_bytes, "payload_too_large"
+                )
         except Refusal as refusal:
-            return refusal.response
+            response = refusal.response
         except ContractViolation as violation:
-            return from_violation(violation, instance=request.path)
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return None
+            response = from_violation(violation, instance=request.path)
+        except Backpressure as pressure:
+            response = problem(pressure.reason, str(pressure), retry_after=pressure.retry_after)
+        else:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return None
+        # No body follows a refused expectation; close rather than wait for one.
+        response.force_close()
+        self._account(request, response)
+        return response
 
     def build(self) -> web.Application:
         """The aiohttp application."""

@@ -34,7 +34,9 @@ class RecordSink(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+    async def send(
+        self, topic: str, key: bytes, value: bytes | bytearray, headers: Headers
+    ) -> None:
         """Return once the record is durably stored; raise KafkaUnavailable otherwise."""
         ...
 
@@ -92,7 +94,9 @@ class KafkaSink:
             self._started = False
             await self._producer.stop()
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+    async def send(
+        self, topic: str, key: bytes, value: bytes | bytearray, headers: Headers
+    ) -> None:
         began = time.perf_counter()
         try:
             async with asyncio.timeout(self._send_timeout):

@@ -24,6 +24,8 @@ RecordKind = Literal["manifest", "chunk", "complete"]
 KINDS: Final[tuple[RecordKind, ...]] = get_args(RecordKind)
 
 Headers = list[tuple[str, bytes]]
+#: Record values as the collector holds them: the body buffer, without a copy.
+Bytes = bytes | bytearray | memoryview
 
 HEADER_KIND: Final = "kind"
 HEADER_EPISODE_ID: Final = "episode_id"
@@ -108,17 +110,17 @@ class RecordMeta:
         return [(name, str(values[name]).encode()) for name in REQUIRED_HEADERS[self.kind]]
 
 
-def manifest_record(manifest: EpisodeManifest, value: bytes) -> RecordMeta:
+def manifest_record(manifest: EpisodeManifest, value: Bytes) -> RecordMeta:
     """Meta of the record carrying the manifest JSON ``value`` as the device sent it."""
     return _common(manifest, "manifest", value)
 
 
-def complete_record(manifest: EpisodeManifest, value: bytes) -> RecordMeta:
+def complete_record(manifest: EpisodeManifest, value: Bytes) -> RecordMeta:
     """Meta of the record carrying the completion JSON ``value`` as the device sent it."""
     return _common(manifest, "complete", value)
 
 
-def chunk_record(manifest: EpisodeManifest, stream: str, seq: int, value: bytes) -> RecordMeta:
+def chunk_record(manifest: EpisodeManifest, stream: str, seq: int, value: Bytes) -> RecordMeta:
     """Meta of the record carrying chunk ``seq`` of ``stream``; ``value`` is the chunk bytes."""
     if seq < 0:
         raise ValueError(f"seq must be >= 0, got {seq}")
@@ -137,7 +139,7 @@ def chunk_record(manifest: EpisodeManifest, stream: str, seq: int, value: bytes)
     )
 
 
-def _common(manifest: EpisodeManifest, kind: RecordKind, value: bytes) -> RecordMeta:
+def _common(manifest: EpisodeManifest, kind: RecordKind, value: Bytes) -> RecordMeta:
     return RecordMeta(
         kind=kind,
         episode_id=manifest.episode_id,
