@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robolake.endpoints import Endpoints
 from robolake.stack.paths import cache_dir, default_state_dir
 from robolake.stack.stack import DEFAULT_TIMEOUT, Stack
 
@@ -67,8 +66,8 @@ def _stack(args: argparse.Namespace) -> Stack:
     return Stack(args.state_dir or default_state_dir())
 
 
-def _print_env(endpoints: Endpoints) -> None:
-    for name, value in endpoints.to_env().items():
+def _print_env(stack: Stack) -> None:
+    for name, value in stack.service_env().items():
         print(f"export {name}={shlex.quote(value)}")
 
 
@@ -95,7 +94,7 @@ def _up(args: argparse.Namespace) -> int:
 
     endpoints = stack.up(timeout=args.timeout, progress=progress)
     if args.env:
-        _print_env(endpoints)
+        _print_env(stack)
         return 0
     print(f"stack ready in {time.monotonic() - began:.1f} s")
     _print_status(stack)
@@ -127,6 +126,6 @@ def _down(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     stack = _stack(args)
     if args.env:
-        _print_env(stack.endpoints())
+        _print_env(stack)
         return 0
     return 0 if _print_status(stack) else 3

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,20 @@ class Stack:
             s3_bucket=self.bucket,
             prometheus_url=f"http://127.0.0.1:{prom}" if prom else None,
         )
+
+    def service_env(self) -> dict[str, str]:
+        """Everything a robolake service on this stack reads: the endpoints, a ticket key
+        shared by its collectors (generated once, stored 0600) and its device registry."""
+        env = self.endpoints().to_env()
+        key_path = self.state_dir / "ticket-key"
+        if not key_path.is_file():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+        env["ROBOLAKE_TICKET_KEY"] = key_path.read_text().strip()
+        env["ROBOLAKE_DEVICES_FILE"] = str(self.state_dir / "devices.json")
+        return env
 
     def status(self) -> list[ComponentStatus]:
         """One line per component: running or not, its PID, endpoint, version and log."""
