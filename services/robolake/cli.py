@@ -17,6 +17,7 @@ from robolake.errors import RobolakeError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render ``--help``)."""
+    from robolake.capture import cli as capture_cli
     from robolake.collector import cli as collector_cli
     from robolake.stack import cli as stack_cli
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     stack_cli.add_parser(subparsers)
     collector_cli.add_parsers(subparsers)
+    capture_cli.add_parsers(subparsers)
     init = subparsers.add_parser(
         "init",
         help="create robolake's Kafka topics and S3 bucket (idempotent)",

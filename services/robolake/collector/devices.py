@@ -19,7 +19,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -145,32 +145,51 @@ class DeviceRegistry:
 
     def add(self, device_id: str, capture_point_id: str, organisation: str) -> str:
         """Enrol a device and return its token: shown once, never stored."""
-        validate_identifier("device_id", device_id)
-        validate_identifier("capture_point_id", capture_point_id)
-        validate_identifier("organisation", organisation)
+        return self.add_many([(device_id, capture_point_id, organisation)])[device_id]
+
+    def add_many(
+        self, entries: Iterable[tuple[str, str, str]], *, replace: bool = False
+    ) -> dict[str, str]:
+        """Enrol many devices in one write: ``(device_id, capture_point_id, organisation)``.
+
+        Returns device id → token. With ``replace``, active tokens of those devices are revoked
+        first (the simulator re-enrols its devices on every run); otherwise they are an error.
+        """
+        wanted = list(entries)
+        for device_id, capture_point_id, organisation in wanted:
+            validate_identifier("device_id", device_id)
+            validate_identifier("capture_point_id", capture_point_id)
+            validate_identifier("organisation", organisation)
+        ids = {device_id for device_id, _, _ in wanted}
+        tokens: dict[str, str] = {}
         with self._lock:
             self._stamp = None
             self._refresh()
-            for existing in self._devices.values():
-                if existing.device_id == device_id and existing.active:
-                    raise DeviceRegistryError(
-                        f"device {device_id!r} already has an active token "
-                        f"({existing.token_id}); revoke it first"
-                    )
-            token_id = secrets.token_hex(8)
-            secret = secrets.token_urlsafe(32)
             devices = dict(self._devices)
-            devices[token_id] = Device(
-                token_id=token_id,
-                device_id=device_id,
-                capture_point_id=capture_point_id,
-                organisation=organisation,
-                secret_sha256=_digest(secret),
-                created_at=time.time(),
-            )
+            now = time.time()
+            for token_id, existing in list(devices.items()):
+                if existing.device_id in ids and existing.active:
+                    if not replace:
+                        raise DeviceRegistryError(
+                            f"device {existing.device_id!r} already has an active token "
+                            f"({existing.token_id}); revoke it first"
+                        )
+                    devices[token_id] = Device(**{**asdict(existing), "revoked_at": now})
+            for device_id, capture_point_id, organisation in wanted:
+                token_id = secrets.token_hex(8)
+                secret = secrets.token_urlsafe(32)
+                devices[token_id] = Device(
+                    token_id=token_id,
+                    device_id=device_id,
+                    capture_point_id=capture_point_id,
+                    organisation=organisation,
+                    secret_sha256=_digest(secret),
+                    created_at=now,
+                )
+                tokens[device_id] = f"{TOKEN_PREFIX}_{token_id}_{secret}"
             self._write(devices)
             self._stamp = None
-        return f"{TOKEN_PREFIX}_{token_id}_{secret}"
+        return tokens
 
     def revoke(self, device_id: str) -> list[str]:
         """Revoke every active token of a device; return the revoked token ids."""

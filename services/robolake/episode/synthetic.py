@@ -71,6 +71,9 @@ class SyntheticSpec:
     height: int = 480
     frame_pool: int = 8
     jpeg_quality: int = 85
+    #: Seed of the camera frame pools; None = ``seed``. Sharing it across episodes (the
+    #: simulator does) encodes the JPEG pools once per process instead of once per episode.
+    frame_seed: int | None = None
     started_at_ns: int | None = None
     capture_point_id: str = "cp-0001"
     device_id: str = "dev-0001"
@@ -169,7 +172,12 @@ def generate_episode(
     for index, camera in enumerate(spec.cameras):
         name = f"cam_{camera}"
         pool = frame_pool(
-            spec.seed, index, spec.width, spec.height, spec.frame_pool, spec.jpeg_quality
+            spec.seed if spec.frame_seed is None else spec.frame_seed,
+            index,
+            spec.width,
+            spec.height,
+            spec.frame_pool,
+            spec.jpeg_quality,
         )
         t = sample_times(rng, start, spec.duration_s, spec.camera_rate_hz)
         streams[name] = image_table(t, pool, spec.width, spec.height, offset=index)

@@ -77,10 +77,11 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float 
                 batch = await consumer.getmany(timeout_ms=500)
                 for messages in batch.values():
                     records.extend(messages)
-        # Anything beyond what we expected also counts (duplicates, strays).
-        batch = await consumer.getmany(timeout_ms=1000)
-        for messages in batch.values():
-            records.extend(messages)
+            # Anything beyond what we expected also counts (duplicates, strays): read on
+            # until the topic has been quiet for a second.
+            while batch := await consumer.getmany(timeout_ms=1000):
+                for messages in batch.values():
+                    records.extend(messages)
     except TimeoutError:
         pass
     finally:
