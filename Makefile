@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ROBOLAKE := $(BIN)/robolake
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help setup demo test test-unit test-integration lint bench stack-up stack-down stack-status clean
 
@@ -22,9 +23,8 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed ## create the venv and install robolake with its dev tools
 	$(ROBOLAKE) stack install
 
-demo: setup ## run the main job end to end on a local stack (today: bring the stack up, report it healthy)
-	$(ROBOLAKE) stack up
-	$(ROBOLAKE) stack status
+demo: setup ## the whole pipeline end to end: stack, collector, writer, 1,000 simulated capture points
+	$(ROBOLAKE) demo $(DEMO_ARGS)
 
 test: setup lint ## lint, then every test against a private real stack (started and stopped by pytest)
 	$(BIN)/pytest $(PYTEST_ARGS)

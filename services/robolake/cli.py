@@ -17,9 +17,11 @@ from robolake.errors import RobolakeError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render ``--help``)."""
+    from robolake import demo
     from robolake.capture import cli as capture_cli
     from robolake.collector import cli as collector_cli
     from robolake.stack import cli as stack_cli
+    from robolake.writer import cli as writer_cli
 
     parser = argparse.ArgumentParser(
         prog="robolake",
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack_cli.add_parser(subparsers)
     collector_cli.add_parsers(subparsers)
     capture_cli.add_parsers(subparsers)
+    demo.add_parser(subparsers)
+    writer_cli.add_parsers(subparsers)
     init = subparsers.add_parser(
         "init",
         help="create robolake's Kafka topics and S3 bucket (idempotent)",

@@ -30,7 +30,7 @@ from robolake.capture.errors import CaptureError
 from robolake.capture.spool import Spool
 from robolake.capture.uploader import Uploader, UploadStats
 from robolake.collector.devices import DeviceRegistry
-from robolake.episode.manifest import SCENES
+from robolake.episode.manifest import SCENES, Scene
 from robolake.episode.synthetic import SyntheticSpec, generate_episode
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,32 @@ class _Progress:
         self.out.flush()
 
 
+def _spec(
+    config: SimulationConfig,
+    index: int,
+    episode_no: int,
+    device_id: str,
+    capture_point: str,
+    scene: Scene,
+    task: str,
+) -> SyntheticSpec:
+    """The synthetic episode a simulated device records (it just ended, so it is recent)."""
+    return SyntheticSpec(
+        seed=config.seed * 1_000_003 + index * 1009 + episode_no,
+        frame_seed=config.seed,
+        duration_s=config.episode_seconds,
+        cameras=tuple(f"cam{c}" for c in range(config.cameras)),
+        width=config.width,
+        height=config.height,
+        camera_rate_hz=config.camera_hz,
+        device_id=device_id,
+        capture_point_id=capture_point,
+        scene=scene,
+        task=task,
+        started_at_ns=time.time_ns() - int(config.episode_seconds * 1e9),
+    )
+
+
 def enrol(config: SimulationConfig) -> dict[str, tuple[str, str, str]]:
     """Enrol the simulated devices (replacing earlier runs' tokens): device → (token, cp, org)."""
     entries = []
@@ -193,6 +219,15 @@ async def simulate(config: SimulationConfig, *, out: TextIO = sys.stderr) -> Sim
     began = time.monotonic()
     stop_at = began + config.duration_s
     connector = aiohttp.TCPConnector(limit=config.connections)
+    # Seconds between two episodes of one capture point so that all of them together make the
+    # target rate (estimated from one episode of the configured shape).
+    sample = generate_episode(_spec(config, 0, 0, "sim-dev", "sim-cp", "lab", "estimate"))
+    episode_bytes = sum(t.nbytes for t in sample.streams.values())
+    interval = (
+        config.capture_points * episode_bytes / (config.rate_mb_s * 1e6)
+        if config.rate_mb_s > 0
+        else 0.0
+    )
 
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -202,24 +237,18 @@ async def simulate(config: SimulationConfig, *, out: TextIO = sys.stderr) -> Sim
             uploader = Uploader(session, config.collector_url, token, stats=stats,
                                 give_up_after=config.drain_timeout_s)  # fmt: skip
             client = CaptureClient(uploader, spool, max_chunk_bytes=config.max_chunk_bytes)
-            # Spread the starts over the first half of the run.
-            await asyncio.sleep(rng.random() * config.duration_s * 0.5)
+            # Each capture point records at its share of the aggregate rate: one episode every
+            # `interval` seconds, the first at a random point of the first interval (or of the
+            # first half of the run, if shorter), so every point contributes and none all at once.
+            first_start = rng.random() * min(config.duration_s * 0.5, interval)
+            await asyncio.sleep(first_start)
             episode_no = 0
             while time.monotonic() < stop_at:
-                spec = SyntheticSpec(
-                    seed=config.seed * 1_000_003 + index * 1009 + episode_no,
-                    frame_seed=config.seed,
-                    duration_s=config.episode_seconds,
-                    cameras=tuple(f"cam{c}" for c in range(config.cameras)),
-                    width=config.width,
-                    height=config.height,
-                    camera_rate_hz=config.camera_hz,
-                    device_id=device_id,
-                    capture_point_id=capture_point,
-                    scene=scene,
-                    task=rng.choice(TASKS[scene]),
-                    started_at_ns=time.time_ns() - int(config.episode_seconds * 1e9),
-                )
+                episode_began = time.monotonic()
+                spec = _spec(
+                    config, index, episode_no, device_id, capture_point, scene,
+                    rng.choice(TASKS[scene]),
+                )  # fmt: skip
                 episode = await asyncio.to_thread(generate_episode, spec)
                 size = sum(t.nbytes for t in episode.streams.values())
                 await budget.take(size)
@@ -241,6 +270,8 @@ async def simulate(config: SimulationConfig, *, out: TextIO = sys.stderr) -> Sim
                     failures["rejected_chunks"] += len(outcome.rejected)
                 active.add(capture_point)
                 episode_no += 1
+                pause = interval * (0.75 + 0.5 * rng.random()) - (time.monotonic() - episode_began)
+                await asyncio.sleep(max(0.0, min(pause, stop_at - time.monotonic())))
 
         async def report() -> None:
             while True:

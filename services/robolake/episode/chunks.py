@@ -150,6 +150,15 @@ def validate_chunk(
     )
 
 
+def check_schema(actual: pa.Schema, stream_type: StreamType, *, stream: str = "") -> None:
+    """Raise ``schema_mismatch`` unless ``actual`` has the type's fields (metadata ignored).
+
+    For consumers that know a chunk's type from its record headers but not its manifest (a
+    writer starting mid-topic): decode with :func:`decode_chunk`, then check the schema here.
+    """
+    _check_schema(actual, stream_type, stream=stream)
+
+
 def _check_schema(actual: pa.Schema, stream_type: StreamType, *, stream: str = "") -> None:
     expected = stream_type.wire_schema
     if actual.equals(expected, check_metadata=False):

@@ -1,0 +1,107 @@
+"""Per-partition buffers and the flush policy.
+
+A partition's buffer holds the rows of every record consumed since its last flush, grouped by
+shard (stream type and date), plus the offset range those records span -- including records
+that produced no rows (manifests, completions, duplicates, dead letters), whose offsets must be
+committed too. A flush always takes the whole buffer, so a flush is exactly one offset range and
+the next one starts where it ended.
+
+The policy is pure: it reads the injected clock and the buffer, and answers why (or whether) to
+flush -- size target reached, oldest record too old (checked on every tick, not only when a
+record arrives), or the process over its memory cap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from robolake.episode.stream_types import StreamType
+from robolake.writer.metrics import FlushReason
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class ShardGroup:
+    """Rows bound for one shard file: one stream type, one date."""
+
+    stream_type: StreamType
+    date: dt.date
+    tables: list[pa.Table] = field(default_factory=list)
+    episodes: set[str] = field(default_factory=set)
+    nbytes: int = 0
+    rows: int = 0
+
+
+class PartitionBuffer:
+    """Records consumed from one partition since its last flush."""
+
+    def __init__(self) -> None:
+        self.first_offset: int | None = None
+        self.last_offset: int | None = None
+        self.groups: dict[tuple[str, dt.date], ShardGroup] = {}
+        self.nbytes = 0
+        #: Clock reading when the oldest buffered record arrived.
+        self.oldest: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        """No record consumed since the last flush."""
+        return self.first_offset is None
+
+    def note(self, offset: int, now: float) -> None:
+        """Account for a consumed record's offset, whether or not it produced rows."""
+        if self.first_offset is None:
+            self.first_offset = offset
+            self.oldest = now
+        self.last_offset = offset
+
+    def add(
+        self,
+        offset: int,
+        now: float,
+        *,
+        stream_type: StreamType,
+        date: dt.date,
+        episode_id: str,
+        rows: pa.Table,
+        nbytes: int,
+    ) -> None:
+        """Buffer the shard rows of one chunk record."""
+        self.note(offset, now)
+        group = self.groups.get((stream_type.key, date))
+        if group is None:
+            group = self.groups[(stream_type.key, date)] = ShardGroup(stream_type, date)
+        group.tables.append(rows)
+        group.episodes.add(episode_id)
+        group.nbytes += nbytes
+        group.rows += rows.num_rows
+        self.nbytes += nbytes
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """When a partition's buffer should become shards."""
+
+    flush_bytes: int
+    flush_age_s: float
+
+    def due(self, buffer: PartitionBuffer, now: float) -> FlushReason | None:
+        if buffer.empty:
+            return None
+        if buffer.nbytes >= self.flush_bytes:
+            return "size"
+        if buffer.oldest is not None and now - buffer.oldest >= self.flush_age_s:
+            return "age"
+        return None
+
+
+def over_memory(buffers: list[PartitionBuffer], cap: int) -> PartitionBuffer | None:
+    """The largest buffer when all of them together reach ``cap``, else None."""
+    if sum(b.nbytes for b in buffers) < cap:
+        return None
+    return max(buffers, key=lambda b: b.nbytes, default=None)

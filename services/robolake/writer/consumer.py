@@ -1,0 +1,427 @@
+"""The run loop: consume the chunk topic in a group, flush partitions, commit after storage.
+
+One asyncio task drives everything, in the manner of arroyo's stream processor: poll a batch,
+hand each record to its partition's :class:`~robolake.writer.partition.PartitionWriter`, flush
+the partitions that are due, repeat -- also when the poll returns nothing, so age limits and
+episode timeouts fire on an idle topic. CPU work (validation, Parquet) and blocking S3 calls run
+in threads so heartbeats keep flowing.
+
+Order of a flush (the whole exactly-once argument is in :mod:`robolake.writer.checkpoints`):
+checkpoint object -> shard and index objects -> commit ``last + 1`` -> delete the previous
+checkpoint. Dead letters are acknowledged before the flush that covers them.
+
+Rebalances (eager protocol): on revocation each partition is flushed and committed while this
+member still owns it; on assignment the new partitions stay paused until their recovery (delete
+uncommitted objects, load the committed state, seek to the committed offset) is done. A lock
+keeps rebalance callbacks and the loop from touching partition state at the same time.
+
+Backpressure: when storage fails, :class:`~robolake.writer.errors.StorageUnavailable` pauses
+every partition (the consumer keeps polling, so it stays in the group), the prepared flush is
+kept and retried with exponential backoff, nothing is committed; on success consumption resumes.
+Memory is capped by flushing the largest buffer early once the process holds
+``max_buffer_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from robolake.episode.stream_types import StreamTypeRegistry, default_registry
+from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.writer.batcher import Clock, FlushPolicy
+from robolake.writer.checkpoints import JSON_CONTENT_TYPE, delete_quietly, recover
+from robolake.writer.deadletters import DeadLetterSink
+from robolake.writer.errors import PartitionLost, StorageUnavailable
+from robolake.writer.metrics import FlushReason, WriterMetrics
+from robolake.writer.partition import ConsumedRecord, PartitionWriter, PreparedFlush, Verdict
+from robolake.writer.settings import WriterSettings
+from robolake.writer.shards import PARQUET_CONTENT_TYPE
+from robolake.writer.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._writer._on_revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._writer._on_assigned(list(assigned))
+
+
+class Writer:
+    """One writer process's consumer, partitions and flush machinery."""
+
+    def __init__(
+        self,
+        settings: WriterSettings,
+        bootstrap: str,
+        *,
+        store: ObjectStore,
+        dead_letters: DeadLetterSink,
+        metrics: WriterMetrics | None = None,
+        clock: Clock = time.time,
+        registry: StreamTypeRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.store = store
+        self.dead_letters = dead_letters
+        self.metrics = metrics or WriterMetrics()
+        self.clock = clock
+        self.registry = registry or default_registry()
+        self.policy = FlushPolicy(settings.flush_bytes, settings.flush_age_s)
+        self.partitions: dict[TopicPartition, PartitionWriter] = {}
+        self._recovering: set[TopicPartition] = set()
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._retry_at: float | None = None  # monotonic; set while storage is failing
+        self._backoff = 0.5
+        self.metrics.buffer_capacity.set(settings.max_buffer_bytes)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; then flush everything, commit and leave the group."""
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=s.group_id,
+            client_id="robolake-writer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=MAX_RECORD_BYTES,
+            fetch_max_bytes=max(2 * MAX_RECORD_BYTES, min(64 * 2**20, s.max_buffer_bytes // 4)),
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=max(100, int(s.session_timeout_s * 100)),
+            max_poll_interval_ms=600_000,
+        )
+        self._consumer = consumer
+        consumer.subscribe([s.topic], listener=_Rebalance(self))
+        await consumer.start()
+        stored_bytes = asyncio.create_task(self._sum_stored_bytes(stop))
+        log.info("writer consuming %s as group %s", s.topic, s.group_id)
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=int(s.tick_s * 1000))
+                async with self._lock:
+                    await self._recover_assigned()
+                    for tp, records in batch.items():
+                        await self._consume(tp, records)
+                    await self._flush_due()
+                self._update_gauges()
+        finally:
+            stored_bytes.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stored_bytes
+            async with self._lock:
+                for writer in list(self.partitions.values()):
+                    await self._hand_over(writer, "shutdown")
+                self.partitions.clear()
+            await consumer.stop()
+            self._consumer = None
+            log.info("writer stopped; left group %s", s.group_id)
+
+    # -- rebalances ------------------------------------------------------------------------
+
+    def _on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        fresh = [tp for tp in assigned if tp not in self.partitions]
+        self._recovering.update(fresh)
+        if fresh:
+            consumer.pause(*fresh)  # until recovered: nothing may be consumed before that
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+        self.metrics.assigned_partitions.set(len(assigned))
+
+    async def _on_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        async with self._lock:
+            for tp in revoked:
+                self._recovering.discard(tp)
+                writer = self.partitions.pop(tp, None)
+                if writer is not None:
+                    await self._hand_over(writer, "revoke")
+                    self.metrics.lag.remove(str(tp.partition))
+        log.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
+
+    async def _hand_over(self, writer: PartitionWriter, reason: FlushReason) -> None:
+        """Flush and commit a partition we are about to give up, retrying for a bounded time.
+
+        If storage stays down, the partition is given up uncommitted: its next owner deletes
+        whatever this flush uploaded and replays it, so this loses nothing.
+        """
+        deadline = time.monotonic() + max(10.0, 3 * self.settings.max_backoff_s)
+        delay = 0.5
+        while True:
+            try:
+                if await self._flush(writer, reason, pause_on_failure=False):
+                    return
+            except PartitionLost:
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s[%d]: storage unavailable at %s; leaving offsets from %s uncommitted "
+                    "for the next owner to replay",
+                    writer.topic,
+                    writer.partition,
+                    reason,
+                    writer.committed,
+                )
+                return
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, self.settings.max_backoff_s)
+
+    async def _recover_assigned(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        if not self._recovering or self._storage_paused():
+            return
+        for tp in sorted(self._recovering, key=lambda t: t.partition):
+            if tp not in consumer.assignment():
+                self._recovering.discard(tp)
+                continue
+            committed: int | None = await consumer.committed(tp)
+            try:
+                recovery = await asyncio.to_thread(
+                    recover, self.store, tp.topic, tp.partition, committed
+                )
+            except StorageUnavailable as exc:
+                self._storage_failed(exc)
+                return
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+            writer = PartitionWriter(
+                tp.topic,
+                tp.partition,
+                policy=self.policy,
+                episodes=recovery.episodes,
+                committed=committed,
+                dedup_window_s=self.settings.dedup_window_s,
+                incomplete_after_s=self.settings.incomplete_after_s,
+                clock=self.clock,
+                registry=self.registry,
+            )
+            writer.last_checkpoint = recovery.resumed_from
+            self.partitions[tp] = writer
+            self._recovering.discard(tp)
+            consumer.resume(tp)
+            log.info(
+                "%s[%d]: resuming at committed offset %s with %d episodes in state",
+                tp.topic,
+                tp.partition,
+                committed,
+                len(recovery.episodes),
+            )
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def _consume(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        writer = self.partitions.get(tp)
+        if writer is None or writer.pending is not None:
+            # Revoked, still recovering, or waiting for storage: read these again later.
+            if tp in consumer.assignment() and records:
+                consumer.seek(tp, records[0].offset)
+            return
+        verdicts = await asyncio.to_thread(_accept_all, writer, records)
+        for record, verdict in zip(records, verdicts, strict=True):
+            self.metrics.records.labels(verdict.outcome).inc()
+            self.metrics.consumed_bytes.inc(len(record.value or b""))
+            if verdict.dead_letter is not None:
+                await self.dead_letters.send(verdict.dead_letter)
+                self.metrics.dead_letters.labels(verdict.dead_letter.reason).inc()
+
+    # -- flushing --------------------------------------------------------------------------
+
+    async def _flush_due(self) -> None:
+        if self._storage_paused():
+            return
+        now = self.clock()
+        for writer in list(self.partitions.values()):
+            reason = writer.due(now)
+            if reason is not None and not await self._flush_or_drop(writer, reason):
+                return
+        while True:
+            writers = list(self.partitions.values())
+            total = sum(w.buffer.nbytes for w in writers)
+            if total < self.settings.max_buffer_bytes or not writers:
+                return
+            largest = max(writers, key=lambda w: w.buffer.nbytes)
+            if largest.buffer.nbytes == 0 or not await self._flush_or_drop(largest, "memory"):
+                return
+
+    async def _flush_or_drop(self, writer: PartitionWriter, reason: FlushReason) -> bool:
+        try:
+            return await self._flush(writer, reason, pause_on_failure=True)
+        except PartitionLost:
+            return True
+
+    async def _flush(
+        self, writer: PartitionWriter, reason: FlushReason, *, pause_on_failure: bool
+    ) -> bool:
+        """Store and commit one flush. False if storage failed (the flush stays pending)."""
+        began = time.perf_counter()
+        flush = writer.pending or await asyncio.to_thread(writer.prepare, reason)
+        if flush is None:
+            return True
+        try:
+            await self._store_flush(writer, flush)
+        except StorageUnavailable as exc:
+            self.metrics.flush_failures.inc()
+            if pause_on_failure:
+                self._storage_failed(exc)
+            else:
+                log.warning("%s[%d]: flush failed: %s", writer.topic, writer.partition, exc)
+            return False
+        if flush.commit_to is not None:
+            await self._commit(writer, flush.commit_to)
+        previous = writer.last_checkpoint
+        writer.finished(flush)
+        if previous is not None and previous != flush.checkpoint.key:
+            await asyncio.to_thread(delete_quietly, self.store, [previous])
+        self._storage_ok()
+        elapsed = time.perf_counter() - began
+        self._account(writer, flush, elapsed)
+        return True
+
+    async def _store_flush(self, writer: PartitionWriter, flush: PreparedFlush) -> None:
+        checkpoint = flush.checkpoint
+        await asyncio.to_thread(
+            self.store.put, checkpoint.key, checkpoint.to_bytes(), JSON_CONTENT_TYPE
+        )
+        for file in flush.files:
+            await asyncio.to_thread(self.store.put, file.key, file.data, PARQUET_CONTENT_TYPE)
+            log.debug("%s[%d]: uploaded %s", writer.topic, writer.partition, file.key)
+            if self.settings.upload_pause_s:
+                log.info(
+                    "%s[%d]: uploaded %s (offsets %d..%s), pausing %.1f s (fault injection)",
+                    writer.topic,
+                    writer.partition,
+                    file.key,
+                    checkpoint.first,
+                    flush.commit_to,
+                    self.settings.upload_pause_s,
+                )
+                await asyncio.sleep(self.settings.upload_pause_s)
+
+    async def _commit(self, writer: PartitionWriter, offset: int) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        tp = TopicPartition(writer.topic, writer.partition)
+        try:
+            await consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning(
+                "%s[%d]: commit of offset %d failed (%r); dropping the partition's state, the "
+                "owner replays from the committed offset",
+                writer.topic,
+                writer.partition,
+                offset,
+                exc,
+            )
+            self.partitions.pop(tp, None)
+            if tp in consumer.assignment():
+                self._recovering.add(tp)
+                consumer.pause(tp)
+            raise PartitionLost(f"{tp.topic}[{tp.partition}] commit failed: {exc!r}") from exc
+
+    def _account(self, writer: PartitionWriter, flush: PreparedFlush, elapsed: float) -> None:
+        m = self.metrics
+        m.flushes.labels(flush.reason).inc()
+        m.flush_seconds.observe(elapsed)
+        for file in flush.files:
+            if file.kind == "index":
+                continue
+            m.shard_files.labels(file.kind).inc()
+            m.shard_bytes.labels(file.kind).inc(len(file.data))
+            m.shard_rows.labels(file.kind).inc(file.rows)
+        m.index_rows.labels("true").inc(flush.index_complete)
+        m.index_rows.labels("false").inc(flush.index_incomplete)
+        log.info(
+            "%s[%d]: flushed offsets %d..%s (%s): %d files, %.1f MiB from %.1f MiB buffered, "
+            "%d episodes indexed, %.2f s",
+            writer.topic,
+            writer.partition,
+            flush.checkpoint.first,
+            None if flush.commit_to is None else flush.commit_to - 1,
+            flush.reason,
+            len(flush.files),
+            flush.nbytes / 2**20,
+            flush.buffered_bytes / 2**20,
+            flush.index_complete + flush.index_incomplete,
+            elapsed,
+        )
+
+    # -- backpressure ----------------------------------------------------------------------
+
+    def _storage_paused(self) -> bool:
+        return self._retry_at is not None and time.monotonic() < self._retry_at
+
+    def _storage_failed(self, exc: StorageUnavailable) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        delay = max(self._backoff, exc.retry_after if self._retry_at is None else 0.0)
+        self._retry_at = time.monotonic() + delay
+        self._backoff = min(2 * self._backoff, self.settings.max_backoff_s)
+        consumer.pause(*consumer.assignment())
+        self.metrics.paused.set(1)
+        log.warning("storage unavailable (%s); consumption paused, retry in %.1f s", exc, delay)
+
+    def _storage_ok(self) -> None:
+        """A flush went through: resume every partition that has nothing left to retry."""
+        consumer = self._consumer
+        assert consumer is not None
+        ready = [tp for tp, w in self.partitions.items() if w.pending is None]
+        consumer.resume(*ready)
+        if self._retry_at is None:
+            return
+        self._retry_at = None
+        self._backoff = 0.5
+        self.metrics.paused.set(0)
+        log.info("storage is back; consumption resumed")
+
+    # -- gauges ----------------------------------------------------------------------------
+
+    def _update_gauges(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        self.metrics.buffered_bytes.set(sum(w.buffer.nbytes for w in self.partitions.values()))
+        for tp, writer in self.partitions.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(highwater - (writer.committed or 0))
+
+    async def _sum_stored_bytes(self, stop: asyncio.Event) -> None:
+        interval = self.settings.stored_bytes_interval_s
+        if interval <= 0:
+            return
+        while not stop.is_set():
+            try:
+                total = 0
+                for prefix in ("shards/", "index/"):
+                    objects = await asyncio.to_thread(self.store.list, prefix)
+                    total += sum(o.size for o in objects)
+                self.metrics.stored_bytes.set(total)
+            except StorageUnavailable as exc:
+                log.info("stored-bytes listing skipped: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _accept_all(writer: PartitionWriter, records: Sequence[ConsumedRecord]) -> list[Verdict]:
+    return [writer.accept(record) for record in records]

@@ -1,0 +1,119 @@
+"""The writer's Prometheus metrics, defined in one place with bounded label values.
+
+Labels: ``partition`` (the chunk topic's partitions, tens), ``stream_type`` (the files in
+``schemas/stream_types/``), ``reason`` (a flush reason or a dead-letter reason, closed sets),
+``outcome`` (closed). Episode ids and capture points are never labels here.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+FlushReason = Literal["size", "age", "revoke", "shutdown", "memory", "timeout"]
+#: Why a partition was flushed; ``timeout`` = an episode gave up on, nothing else pending.
+FLUSH_REASONS: Final[tuple[FlushReason, ...]] = get_args(FlushReason)
+
+RecordOutcome = Literal["stored", "duplicate", "dead_letter"]
+
+_FLUSH_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class WriterMetrics:
+    """All metrics of one writer process, on its own registry (so tests can run several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.lag = Gauge(
+            "robolake_writer_consumer_lag_records",
+            "Records of a partition not yet durably stored: high watermark minus committed offset.",
+            ["partition"],
+            registry=r,
+        )
+        self.records = Counter(
+            "robolake_writer_records_total",
+            "Records consumed, by outcome (stored, duplicate, dead_letter).",
+            ["outcome"],
+            registry=r,
+        )
+        self.consumed_bytes = Counter(
+            "robolake_writer_consumed_bytes_total",
+            "Record value bytes consumed.",
+            registry=r,
+        )
+        self.shard_files = Counter(
+            "robolake_writer_shard_files_total",
+            "Parquet shard files written, by stream type.",
+            ["stream_type"],
+            registry=r,
+        )
+        self.shard_bytes = Counter(
+            "robolake_writer_shard_bytes_total",
+            "Parquet shard bytes written, by stream type.",
+            ["stream_type"],
+            registry=r,
+        )
+        self.shard_rows = Counter(
+            "robolake_writer_shard_rows_total",
+            "Rows written to shards, by stream type.",
+            ["stream_type"],
+            registry=r,
+        )
+        self.index_rows = Counter(
+            "robolake_writer_index_rows_total",
+            "Episodes index rows written, by whether the episode is complete.",
+            ["complete"],
+            registry=r,
+        )
+        self.flushes = Counter(
+            "robolake_writer_flushes_total",
+            "Flushes committed, by reason (size, age, revoke, shutdown, memory, timeout).",
+            ["reason"],
+            registry=r,
+        )
+        self.flush_seconds = Histogram(
+            "robolake_writer_flush_seconds",
+            "Duration of a flush: encode, upload, commit.",
+            buckets=_FLUSH_BUCKETS,
+            registry=r,
+        )
+        self.flush_failures = Counter(
+            "robolake_writer_flush_failures_total",
+            "Flush attempts that failed because storage was unavailable (retried).",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "robolake_writer_dead_letters_total",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.buffered_bytes = Gauge(
+            "robolake_writer_buffered_bytes",
+            "Chunk bytes buffered in memory, waiting for a flush.",
+            registry=r,
+        )
+        self.buffer_capacity = Gauge(
+            "robolake_writer_buffer_capacity_bytes",
+            "The buffered-bytes cap of this process.",
+            registry=r,
+        )
+        self.paused = Gauge(
+            "robolake_writer_paused",
+            "1 while consumption is paused for backpressure (storage unavailable).",
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "robolake_writer_assigned_partitions",
+            "Partitions this process owns.",
+            registry=r,
+        )
+        self.stored_bytes = Gauge(
+            "robolake_writer_dataset_stored_bytes",
+            "Bytes of shards and episodes index in the bucket (periodic listing).",
+            registry=r,
+        )
+        for reason in FLUSH_REASONS:
+            self.flushes.labels(reason)

@@ -1,0 +1,173 @@
+"""The writer's settings: flags override environment variables, which override defaults.
+
+Kafka and S3 addresses are not here: they come from :class:`robolake.endpoints.Endpoints`, one
+environment for every service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Final
+
+from robolake.episode.topics import CHUNK_TOPIC, DEAD_LETTER_TOPIC
+from robolake.writer.errors import WriterError
+
+ENV_CHUNK_TOPIC: Final = "ROBOLAKE_CHUNK_TOPIC"
+ENV_DEAD_LETTER_TOPIC: Final = "ROBOLAKE_DEAD_LETTER_TOPIC"
+#: Fault injection for tests: seconds to hold still after each object of a flush is uploaded,
+#: so a test can kill the process while a flush is half written. Never set it in production.
+ENV_UPLOAD_PAUSE: Final = "ROBOLAKE_WRITER_UPLOAD_PAUSE"
+
+MIB: Final = 1024 * 1024
+DEFAULT_GROUP: Final = "robolake-writer"
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """Everything one writer process needs besides the endpoints.
+
+    Sizes are bytes of buffered chunk payload (the Arrow bytes devices sent), which is what the
+    process holds in memory; writing a flush briefly needs up to about twice the largest stream
+    type's share of it (sorted copy + Parquet bytes), so ``max_buffer_bytes`` should leave room.
+    """
+
+    topic: str = CHUNK_TOPIC
+    dead_letter_topic: str = DEAD_LETTER_TOPIC
+    group_id: str = DEFAULT_GROUP
+    #: Flush a partition when its buffer reaches this many bytes (the shard size target).
+    flush_bytes: int = 128 * MIB
+    #: Flush a partition when its oldest buffered record is this old (seconds, wall clock).
+    flush_age_s: float = 60.0
+    #: Cap on buffered bytes of the whole process; reaching it flushes the largest partition.
+    max_buffer_bytes: int = 512 * MIB
+    #: Keep an indexed episode's chunk keys this long to drop late retries (seconds).
+    dedup_window_s: float = 3600.0
+    #: Index an episode as incomplete when no record of it arrived for this long (seconds).
+    incomplete_after_s: float = 3600.0
+    #: Kafka group session timeout: how soon a crashed writer's partitions move (seconds).
+    session_timeout_s: float = 30.0
+    #: How often the loop checks ages and timeouts when no records arrive (seconds).
+    tick_s: float = 0.5
+    #: Multipart part size for uploads; objects larger than this go up in parts.
+    part_bytes: int = 16 * MIB
+    #: Longest wait between retries of a failing flush (seconds).
+    max_backoff_s: float = 10.0
+    #: How often to sum the dataset's stored bytes by listing the bucket; 0 turns it off.
+    stored_bytes_interval_s: float = 300.0
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from other hosts
+    #: Port of ``/metrics``; None serves no metrics endpoint.
+    metrics_port: int | None = 9464
+    #: Fault injection for tests (see ``ENV_UPLOAD_PAUSE``).
+    upload_pause_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.flush_bytes <= 0 or self.max_buffer_bytes < self.flush_bytes // 64:
+            raise WriterError(
+                f"flush_bytes ({self.flush_bytes}) must be > 0 and max_buffer_bytes "
+                f"({self.max_buffer_bytes}) not tiny next to it; use e.g. --flush-bytes 128MiB "
+                "--max-buffer-bytes 512MiB"
+            )
+        if self.flush_age_s <= 0 or self.tick_s <= 0:
+            raise WriterError("flush age and tick must be positive seconds")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> WriterSettings:
+        return cls(
+            topic=args.topic,
+            dead_letter_topic=args.dead_letter_topic,
+            group_id=args.group,
+            flush_bytes=args.flush_bytes,
+            flush_age_s=args.flush_age,
+            max_buffer_bytes=args.max_buffer_bytes,
+            dedup_window_s=args.dedup_window,
+            incomplete_after_s=args.incomplete_after,
+            session_timeout_s=args.session_timeout,
+            metrics_host=args.metrics_host,
+            metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+            stored_bytes_interval_s=args.stored_bytes_interval,
+            upload_pause_s=float(os.environ.get(ENV_UPLOAD_PAUSE) or 0.0),
+        )
+
+
+def parse_size(text: str) -> int:
+    """``134217728``, ``128MiB``, ``64M``, ``1GiB`` -> bytes (binary units)."""
+    units = {"k": 1024, "m": MIB, "g": 1024 * MIB}
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 128MiB") from exc
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The writer's flags; each defaults to a ``ROBOLAKE_WRITER_*`` (or topic) variable."""
+    d = WriterSettings()
+    parser.add_argument(
+        "--topic", default=_env(ENV_CHUNK_TOPIC, d.topic),
+        help=f"topic to consume (env {ENV_CHUNK_TOPIC}, default {d.topic})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dead-letter-topic", default=_env(ENV_DEAD_LETTER_TOPIC, d.dead_letter_topic),
+        help=f"where bad records go (env {ENV_DEAD_LETTER_TOPIC}, default {d.dead_letter_topic})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--group", default=_env("ROBOLAKE_WRITER_GROUP", d.group_id),
+        help="consumer group; writers in one group share the partitions "
+        f"(env ROBOLAKE_WRITER_GROUP, default {d.group_id})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--flush-bytes", type=parse_size, default=_env("ROBOLAKE_WRITER_FLUSH_BYTES", "128MiB"),
+        help="flush a partition when it buffers this much (env ROBOLAKE_WRITER_FLUSH_BYTES, "
+        "default 128MiB)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--flush-age", type=float, default=float(_env("ROBOLAKE_WRITER_FLUSH_AGE", "60")),
+        help="flush a partition when its oldest buffered record is this many seconds old, even "
+        "if nothing new arrives (env ROBOLAKE_WRITER_FLUSH_AGE, default 60)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-buffer-bytes", type=parse_size,
+        default=_env("ROBOLAKE_WRITER_MAX_BUFFER_BYTES", "512MiB"),
+        help="cap on bytes buffered by the process; reaching it flushes the largest partition "
+        "early (env ROBOLAKE_WRITER_MAX_BUFFER_BYTES, default 512MiB)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dedup-window", type=float, default=float(_env("ROBOLAKE_WRITER_DEDUP_WINDOW", "3600")),
+        help="seconds an indexed episode's chunk keys are kept to drop late retries "
+        "(env ROBOLAKE_WRITER_DEDUP_WINDOW, default 3600)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--incomplete-after", type=float,
+        default=float(_env("ROBOLAKE_WRITER_INCOMPLETE_AFTER", "3600")),
+        help="index an episode as incomplete when nothing of it arrived for this many seconds "
+        "(env ROBOLAKE_WRITER_INCOMPLETE_AFTER, default 3600)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--session-timeout", type=float,
+        default=float(_env("ROBOLAKE_WRITER_SESSION_TIMEOUT", "30")),
+        help="seconds after which the group gives a silent writer's partitions to the others "
+        "(env ROBOLAKE_WRITER_SESSION_TIMEOUT, default 30)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stored-bytes-interval", type=float,
+        default=float(_env("ROBOLAKE_WRITER_STORED_BYTES_INTERVAL", "300")),
+        help="seconds between listings of the bucket for the stored-bytes gauge, 0 = never "
+        "(env ROBOLAKE_WRITER_STORED_BYTES_INTERVAL, default 300)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-host", default=_env("ROBOLAKE_WRITER_METRICS_HOST", d.metrics_host),
+        help=f"address of /metrics (env ROBOLAKE_WRITER_METRICS_HOST, default {d.metrics_host})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(_env("ROBOLAKE_WRITER_METRICS_PORT", "9464")),
+        help="port of /metrics, -1 = none (env ROBOLAKE_WRITER_METRICS_PORT, "
+        "default 9464)",
+    )  # fmt: skip
