@@ -159,6 +159,20 @@ class Collector:
         return length
 
     async def _read_body(self, request: web.Request, limit: int, reason: str) -> bytearray:
+        """Read the body within ``body_timeout`` seconds (408 otherwise); see :meth:`_receive`."""
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                return await self._receive(request, limit, reason)
+        except TimeoutError:
+            raise Refusal(
+                problem(
+                    "request_timeout",
+                    f"the body did not arrive within {self.settings.body_timeout:.0f} s; "
+                    "retry on a better link",
+                )
+            ) from None
+
+    async def _receive(self, request: web.Request, limit: int, reason: str) -> bytearray:
         """Read at most ``limit`` bytes, refusing as soon as the running count passes it.
 
         With a Content-Length the body goes into one buffer of exactly that size (no copies

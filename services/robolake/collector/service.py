@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 
 from aiohttp import web
@@ -66,11 +67,19 @@ async def serve(settings: CollectorSettings, endpoints: Endpoints) -> None:
         max_field_size=MAX_TICKET_CHARS + 1024,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    ssl_context = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, reuse_address=True, ssl_context=ssl_context
+    )
     await site.start()
     metrics.ready.set(1)
     log.info(
-        "collector listening on http://%s:%d (Kafka %s, topic %s)",
+        "collector listening on %s://%s:%d (Kafka %s, topic %s)",
+        "https" if ssl_context else "http",
         settings.host,
         settings.port,
         endpoints.kafka_bootstrap,

@@ -39,11 +39,17 @@ class CollectorSettings:
     device_burst_bytes: float = 128e6
     send_timeout: float = 15.0
     drain_seconds: float = 25.0
+    #: A body must arrive within this many seconds (a slow-loris client holds no slot forever).
+    body_timeout: float = 120.0
     ticket_ttl: float = 7 * 24 * 3600.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     topic: str = CHUNK_TOPIC
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CollectorSettings:
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise CollectorError("--tls-cert and --tls-key go together; give both or neither")
         key = os.environ.get(ENV_TICKET_KEY, "")
         if not key:
             raise CollectorError(
@@ -60,6 +66,9 @@ class CollectorSettings:
             device_rate_bytes=args.device_rate,
             device_burst_bytes=max(args.device_rate * 2, float(args.max_chunk_bytes)),
             drain_seconds=args.drain_seconds,
+            body_timeout=args.body_timeout,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
             topic=args.topic,
         )
 
@@ -102,6 +111,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--topic", default=os.environ.get(ENV_CHUNK_TOPIC, CHUNK_TOPIC),
         help=f"Kafka topic for episode records (env {ENV_CHUNK_TOPIC}, default {CHUNK_TOPIC})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--body-timeout", type=float,
+        default=float(os.environ.get("ROBOLAKE_COLLECTOR_BODY_TIMEOUT", 120.0)),
+        help="seconds a request body may take to arrive before 408 "
+        "(env ROBOLAKE_COLLECTOR_BODY_TIMEOUT, default 120)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tls-cert", type=Path, default=os.environ.get("ROBOLAKE_COLLECTOR_TLS_CERT") or None,
+        help="serve HTTPS with this PEM certificate chain (env ROBOLAKE_COLLECTOR_TLS_CERT); "
+        "without it, plain HTTP for use behind a TLS-terminating load balancer",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tls-key", type=Path, default=os.environ.get("ROBOLAKE_COLLECTOR_TLS_KEY") or None,
+        help="PEM private key of --tls-cert (env ROBOLAKE_COLLECTOR_TLS_KEY)",
     )  # fmt: skip
     parser.add_argument(
         "--drain-seconds", type=float,

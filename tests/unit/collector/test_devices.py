@@ -20,7 +20,7 @@ def test_token_authenticates_to_its_device_and_is_stored_hashed(tmp_path: Path) 
         "acme",
     )
     stored = (tmp_path / "devices.json").read_text()
-    secret = token.rsplit("_", 1)[1]
+    secret = token.split("_", 2)[2]
     assert secret not in stored
     assert token not in stored
     assert oct(os.stat(tmp_path / "devices.json").st_mode & 0o777) == "0o600"
