@@ -146,3 +146,13 @@ def test_arbitrary_record_headers_are_refused_with_record_invalid(
         parse_record(key, headers)
     except ContractViolation as violation:
         assert violation.reason == "record_invalid"
+
+
+@pytest.mark.parametrize(
+    "when", ["0000-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z"]
+)
+def test_pattern_valid_but_impossible_dates_are_manifest_invalid(when: str) -> None:
+    """Found by the schemathesis run: these matched the date-time pattern and crashed (500)."""
+    with pytest.raises(ContractViolation) as info:
+        parse_manifest(json.dumps({**MANIFEST, "started_at": when}))
+    assert info.value.reason == "manifest_invalid"

@@ -125,8 +125,13 @@ def parse_manifest(
     registry = registry if registry is not None else default_registry()
     document = _decode(data)
     check_manifest_document(document)
-    started = parse_timestamp_ns(document["started_at"])  # pattern already checked
-    ended = parse_timestamp_ns(document["ended_at"])
+    try:
+        started = parse_timestamp_ns(document["started_at"])  # pattern already checked
+        ended = parse_timestamp_ns(document["ended_at"])
+    except ValueError as exc:  # matches the pattern, but is no calendar date (year 0, Feb 30)
+        raise ContractViolation(
+            "manifest_invalid", f"started_at/ended_at: {exc}; send real RFC 3339 date-times"
+        ) from exc
     if ended < started:
         raise ContractViolation(
             "manifest_invalid",
