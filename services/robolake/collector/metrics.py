@@ -76,6 +76,11 @@ class CollectorMetrics:
             "Records Kafka did not acknowledge (timeouts, broker errors).",
             registry=r,
         )
+        self.producer_renewals = Counter(
+            "robolake_collector_kafka_producer_renewals_total",
+            "Kafka producers replaced after a fatal idempotence error (a broker restart).",
+            registry=r,
+        )
         self.inflight_bytes = Gauge(
             "robolake_collector_inflight_bytes",
             "Request body bytes reserved (being received or produced).",

@@ -16,13 +16,30 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from robolake.collector.errors import KafkaUnavailable
 from robolake.collector.metrics import CollectorMetrics
 from robolake.episode.topics import MAX_RECORD_BYTES
 
 log = logging.getLogger(__name__)
+
+#: Errors after which an idempotent producer cannot go on (its sequence numbers or producer id
+#: no longer match the broker's, e.g. after a broker restart lost in-flight batches). A fresh
+#: producer (new producer id) is the only way forward; without one the collector would answer
+#: 503 forever.
+_FATAL_PRODUCER_ERRORS = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -64,18 +81,45 @@ class KafkaSink:
         self._bootstrap = bootstrap
         self._metrics = metrics
         self._send_timeout = send_timeout
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+        self._linger_ms = linger_ms
+        self._max_batch_size = max_batch_size
+        self._producer = self._new_producer()
+        self._renewing = asyncio.Lock()
+        self._started = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,
             max_request_size=MAX_RECORD_BYTES,
-            max_batch_size=max_batch_size,
-            linger_ms=linger_ms,
+            max_batch_size=self._max_batch_size,
+            linger_ms=self._linger_ms,
             compression_type=None,
-            request_timeout_ms=int(send_timeout * 1000),
+            request_timeout_ms=int(self._send_timeout * 1000),
             client_id="robolake-collector",
         )
-        self._started = False
+
+    async def _renew(self, failed: AIOKafkaProducer) -> None:
+        """Replace a producer that hit a fatal error with a fresh one (once per failure)."""
+        async with self._renewing:
+            if self._producer is not failed or not self._started:
+                return  # another request renewed it already, or we are stopping
+            fresh = self._new_producer()
+            try:
+                await fresh.start()
+            except KafkaError as exc:
+                await fresh.stop()
+                log.warning("could not start a fresh producer yet: %r", exc)
+                return
+            self._producer = fresh
+            self._metrics.producer_renewals.inc()
+            log.warning("replaced the Kafka producer after a fatal error (new producer id)")
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await failed.stop()
+        except (KafkaError, TimeoutError) as exc:
+            log.info("stopping the failed producer: %r", exc)
 
     async def start(self) -> None:
         """Connect to Kafka; raises KafkaUnavailable if it cannot be reached."""
@@ -98,12 +142,15 @@ class KafkaSink:
         self, topic: str, key: bytes, value: bytes | bytearray, headers: Headers
     ) -> None:
         began = time.perf_counter()
+        producer = self._producer
         try:
             async with asyncio.timeout(self._send_timeout):
-                await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+                await producer.send_and_wait(topic, value, key=key, headers=list(headers))
         except (KafkaError, TimeoutError) as exc:
             self._metrics.produce_errors.inc()
             log.warning("produce to %s failed: %r", topic, exc)
+            if isinstance(exc, _FATAL_PRODUCER_ERRORS):
+                await self._renew(producer)
             raise KafkaUnavailable(
                 f"Kafka did not acknowledge the record ({type(exc).__name__}); retry later",
                 retry_after=2.0,
