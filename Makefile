@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 ROBOLAKE := $(BIN)/robolake
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help setup demo test test-unit test-integration lint bench stack-up stack-down stack-status clean
+.PHONY: help setup demo test chaos test-unit test-integration lint bench stack-up stack-down stack-status clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,22 +28,24 @@ demo: setup ## the whole pipeline end to end: stack, collector, writer, 1,000 si
 	$(ROBOLAKE) demo $(DEMO_ARGS)
 
 test: setup lint ## lint, then every test against a private real stack (started and stopped by pytest)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
+
+chaos: setup ## long fault runs: 30 s Kafka and MinIO outages under load, 1,000-point 10-minute soak
+	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
 
 test-unit: $(BIN)/.installed ## only the unit tests (no stack)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 test-integration: setup ## only the integration tests
-	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/pytest -m "integration and not chaos" $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed ## ruff (lint + format check) and mypy --strict on services/
 	$(BIN)/ruff check services tests
 	$(BIN)/ruff format --check services tests
 	$(BIN)/mypy
 
-bench: $(BIN)/.installed ## benchmarks; figures are ratios to ceilings measured in the same run
-	mkdir -p bench-results
-	$(BIN)/python -m robolake.bench.validation --out bench-results/validation.json
+bench: setup ## benchmarks: robolake's figures as ratios to Kafka/MinIO ceilings measured in the same run
+	$(BIN)/python -m robolake.bench --out bench-results/bench.json $(BENCH_ARGS)
 
 stack-up: setup ## start the local Kafka + MinIO + Prometheus stack and print its endpoints
 	$(ROBOLAKE) stack up

@@ -7,9 +7,12 @@ thousand). Episode ids are never labels.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from robolake.collector.problems import CollectorReason
+from robolake.episode.errors import REASONS
 
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -96,3 +99,8 @@ class CollectorMetrics:
             "1 when the collector takes uploads (Kafka reachable, not draining).",
             registry=r,
         )
+        # Every refusal reason exists from the start (at 0): dashboards and ratios then see the
+        # first refusal as a rate instead of a series that springs into existence.
+        for reason in (*get_args(CollectorReason), *REASONS):
+            if reason != "record_invalid":  # writer-side only
+                self.rejections.labels(reason)

@@ -11,6 +11,8 @@ from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from robolake.episode.errors import REASONS
+
 FlushReason = Literal["size", "age", "revoke", "shutdown", "memory", "timeout"]
 #: Why a partition was flushed; ``timeout`` = an episode gave up on, nothing else pending.
 FLUSH_REASONS: Final[tuple[FlushReason, ...]] = get_args(FlushReason)
@@ -117,3 +119,7 @@ class WriterMetrics:
         )
         for reason in FLUSH_REASONS:
             self.flushes.labels(reason)
+        # Every series exists from the start (at 0), so rates and "dead letters appearing"
+        # alerts see the first one instead of a series that springs into existence.
+        for dead_letter_reason in REASONS:
+            self.dead_letters.labels(dead_letter_reason)

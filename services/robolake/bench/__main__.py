@@ -1,0 +1,228 @@
+"""``python -m robolake.bench`` (``make bench``): every figure next to its ceiling, one run.
+
+Starts a private stack (``--state-dir``, default ``~/.local/state/robolake/bench-stack``),
+measures the ceilings (Kafka's ProducerPerformance / ConsumerPerformance at robolake's record
+size, MinIO PUT at the shard size), then robolake's collector, writer and end-to-end figures, and
+prints a table of ratios against the targets of the benchmark issue; the same figures go to a
+JSON file. ``--smoke`` runs every step tiny, for CI, so the benchmark keeps working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from robolake.bench import ceilings, pipeline, validation
+from robolake.endpoints import Endpoints
+from robolake.stack.paths import default_state_dir
+from robolake.stack.stack import Stack
+
+RECORD_BYTES = 1024 * 1024
+SHARD_BYTES = 64 * 1024 * 1024
+
+
+def _plan(smoke: bool) -> dict[str, Any]:
+    if smoke:
+        return {
+            "records": 40,
+            "put_count": 2,
+            "put_size": 8 << 20,
+            "devices": 4,
+            "collector_s": 3.0,
+            "writer_mb": 15,
+            "e2e_points": 20,
+            "e2e_s": 5.0,
+            "validation_repeats": 3,
+        }
+    return {
+        "records": 1500,
+        "put_count": 8,
+        "put_size": SHARD_BYTES,
+        "devices": 32,
+        "collector_s": 20.0,
+        "writer_mb": 400,
+        "e2e_points": 1000,
+        "e2e_s": 60.0,
+        "validation_repeats": 30,
+    }
+
+
+def _say(message: str) -> None:
+    print(f"--> {message}", file=sys.stderr, flush=True)
+
+
+async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool) -> dict[str, Any]:
+    """Run every measurement against ``endpoints``; return the figures and ratios."""
+    plan = _plan(smoke)
+    topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
+    from robolake.provision import TopicSpec, ensure_topics
+
+    await ensure_topics(
+        endpoints.kafka_bootstrap, [TopicSpec(topic, 8, {"max.message.bytes": str(8 << 20)})]
+    )
+    _say(f"Kafka ProducerPerformance: {plan['records']} x {RECORD_BYTES >> 20} MiB records")
+    producer = await asyncio.to_thread(
+        ceilings.kafka_producer, endpoints, topic, RECORD_BYTES, plan["records"], str(log4j)
+    )
+    _say("Kafka ConsumerPerformance")
+    consumer = await asyncio.to_thread(
+        ceilings.kafka_consumer, endpoints, topic, plan["records"], str(log4j)
+    )
+    _say(f"MinIO PUT: {plan['put_count']} x {plan['put_size'] >> 20} MiB")
+    put = await asyncio.to_thread(
+        ceilings.minio_put,
+        endpoints,
+        f"bench-{uuid.uuid4().hex[:8]}",
+        plan["put_size"],
+        plan["put_count"],
+    )
+    _say(f"collector: {plan['devices']} devices uploading {RECORD_BYTES >> 20} MiB chunks")
+    collector = await pipeline.collector_load(
+        endpoints,
+        workdir,
+        devices=plan["devices"],
+        seconds=plan["collector_s"],
+        chunk_bytes=RECORD_BYTES,
+    )
+    _say(f"writer: draining {plan['writer_mb']} MB from a pre-filled topic")
+    writer = await pipeline.writer_load(
+        endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES
+    )
+    rate = max(1.0, collector.mb_per_s / 2)
+    _say(f"end to end: {plan['e2e_points']} capture points at {rate:.1f} MB/s (half the max)")
+    e2e = await pipeline.end_to_end(
+        endpoints, workdir, capture_points=plan["e2e_points"], rate_mb_s=rate, seconds=plan["e2e_s"]
+    )
+    _say("chunk validation vs production")
+    checks = validation.run(repeats=plan["validation_repeats"])
+    storage_ceiling = min(consumer.mb_per_s, put.mb_per_s)
+    rows = [
+        ("Kafka ProducerPerformance MB/s", producer.mb_per_s, None, None, "ceiling"),
+        ("Kafka ConsumerPerformance MB/s", consumer.mb_per_s, None, None, "ceiling"),
+        ("MinIO PUT MB/s", put.mb_per_s, None, None, "ceiling"),
+        (
+            "collector MB/s (acked payload)",
+            collector.mb_per_s,
+            producer.mb_per_s,
+            0.5,
+            ">= 0.5 x producer",
+        ),
+        ("collector ack p50 ms", collector.ack_p50_ms, None, None, ""),
+        ("collector ack p99 ms", collector.ack_p99_ms, None, None, ""),
+        (
+            "writer MB/s (Kafka->Parquet->MinIO)",
+            writer.mb_per_s,
+            storage_ceiling,
+            0.5,
+            ">= 0.5 x min(consumer, PUT)",
+        ),
+        (f"e2e {e2e.capture_points} points ack p99 ms", e2e.ack_p99_ms, 250.0, None, "< 250 ms"),
+        ("e2e MB/s (at half max)", e2e.mb_per_s, None, None, ""),
+        ("collector peak RSS MiB (e2e)", e2e.collector_rss_mib, 300.0, None, "< 300 MiB"),
+        (
+            "writer peak RSS MiB (e2e)",
+            e2e.writer_rss_mib,
+            writer.buffer_cap_mib + 300,
+            None,
+            "< buffer cap + 300 MiB",
+        ),
+        (
+            "writer peak RSS MiB (drain)",
+            writer.peak_rss_mib,
+            writer.buffer_cap_mib + 300,
+            None,
+            "< buffer cap + 300 MiB",
+        ),
+    ]
+    for check in checks:
+        rows.append((f"validate/produce {check.chunk} 4 MiB", check.ratio, None, None, "small"))
+    table = []
+    for name, value, ceiling, minimum, target in rows:
+        ratio = value / ceiling if ceiling and minimum is not None else None
+        if minimum is not None:
+            met: bool | None = ratio is not None and ratio >= minimum
+        elif ceiling is not None:
+            met = value < ceiling
+        else:
+            met = None
+        table.append(
+            {
+                "figure": name,
+                "value": round(value, 3),
+                "ceiling": round(ceiling, 3) if ceiling else None,
+                "ratio": round(ratio, 3) if ratio is not None else None,
+                "target": target,
+                "met": met,
+            }
+        )
+    return {
+        "smoke": smoke,
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "table": table,
+        "raw": {
+            "producer": asdict(producer),
+            "consumer": asdict(consumer),
+            "put": asdict(put),
+            "collector": asdict(collector),
+            "writer": asdict(writer),
+            "e2e": asdict(e2e),
+            "validation": [asdict(c) for c in checks],
+        },
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The table as text."""
+    lines = [f"{'figure':<40} {'value':>10} {'ceiling':>10} {'ratio':>7}  target", "-" * 96]
+    for row in report["table"]:
+        mark = {True: "met", False: "MISSED", None: ""}[row["met"]]
+        ceiling = f"{row['ceiling']:.1f}" if row["ceiling"] is not None else ""
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else ""
+        lines.append(
+            f"{row['figure']:<40} {row['value']:>10.2f} {ceiling:>10} {ratio:>7}  "
+            f"{row['target']} {mark}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m robolake.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
+    parser.add_argument("--state-dir", type=Path, default=None, help="stack state directory")
+    args = parser.parse_args(argv)
+    state = args.state_dir or default_state_dir().with_name("bench-stack")
+    stack = Stack(state)
+    began = time.monotonic()
+    _say(f"bench stack in {state}")
+    endpoints = stack.up(progress=_say)
+    try:
+        with tempfile.TemporaryDirectory(prefix="robolake-bench-") as tmp:
+            report = asyncio.run(
+                measure(endpoints, Path(tmp), state / "kafka" / "log4j2.properties", args.smoke)
+            )
+    finally:
+        stack.down(progress=_say)
+    report["seconds"] = round(time.monotonic() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(render(report))
+    print(f"\n({report['seconds']:.0f} s; figures in {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

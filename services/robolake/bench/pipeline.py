@@ -1,0 +1,396 @@
+"""robolake's own figures: collector, writer and end to end, on the local stack.
+
+- collector: acknowledged payload MB/s and ack latency under a closed loop of concurrent device
+  uploads of pre-encoded chunks (the load generator does no encoding, so it costs little CPU);
+- writer: MB/s draining a pre-filled topic into Parquet shards on MinIO (start to last commit);
+- end to end: the simulator's capture points at a steady rate, ack latency p99;
+- peak RSS of the collector and writer processes during each run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from robolake.capture.simulator import SimulationConfig, simulate
+from robolake.collector.devices import DeviceRegistry
+from robolake.endpoints import Endpoints
+from robolake.episode.checksums import checksum
+from robolake.episode.records import chunk_record, complete_record, manifest_record
+from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
+from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.provision import TopicSpec, ensure_topics
+from robolake.stack.process import free_port
+
+TICKET_KEY = "bench-ticket-key-0123456789abcdef"
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Service:
+    """A robolake service subprocess whose peak RSS is sampled."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    peak_rss_mib: float = 0.0
+    _sampler: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, argv: list[str], env: dict[str, str], log_path: Path) -> Service:
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "robolake", *argv],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return cls(proc, log_path)
+
+    async def sample(self) -> None:
+        while self.proc.poll() is None:
+            self.peak_rss_mib = max(self.peak_rss_mib, _rss_mib(self.proc.pid))
+            await asyncio.sleep(0.2)
+
+    def watch(self) -> None:
+        self._sampler = asyncio.create_task(self.sample())
+
+    async def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        await asyncio.to_thread(self.proc.wait, 90)
+        if self._sampler is not None:
+            self._sampler.cancel()
+
+    async def ready(self, url: str) -> None:
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.log_path.read_text()[-3000:])
+                try:
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"not ready: {url}")
+
+
+def _env(endpoints: Endpoints, topic: str, devices: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        **endpoints.to_env(),
+        "ROBOLAKE_TICKET_KEY": TICKET_KEY,
+        "ROBOLAKE_DEVICES_FILE": str(devices),
+        "ROBOLAKE_CHUNK_TOPIC": topic,
+    }
+
+
+def bench_episode(seed: int, chunk_bytes: int, seconds: float = 10.0) -> SyntheticEpisode:
+    """The humanoid of the contract: 29 joints, IMU, 3 cameras of 640x480 JPEG at 30 Hz."""
+    return generate_episode(
+        SyntheticSpec(
+            seed=seed,
+            frame_seed=1,
+            duration_s=seconds,
+            device_id="bench-dev-000",
+            capture_point_id="bench-cp",
+        )
+    )
+
+
+@dataclass
+class CollectorFigures:
+    mb_per_s: float
+    chunks: int
+    ack_p50_ms: float
+    ack_p99_ms: float
+    peak_rss_mib: float
+    errors: int
+
+
+async def collector_load(
+    endpoints: Endpoints, workdir: Path, *, devices: int, seconds: float, chunk_bytes: int
+) -> CollectorFigures:
+    """Closed-loop uploads by ``devices`` concurrent devices for ``seconds``."""
+    topic = f"bench-collector-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(
+        endpoints.kafka_bootstrap,
+        [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+    )
+    registry = DeviceRegistry(workdir / "collector-devices.json")
+    tokens = registry.add_many(
+        [(f"bench-dev-{i:03d}", "bench-cp", "bench-org") for i in range(devices)], replace=True
+    )
+    port = free_port()
+    service = Service.start(
+        ["collector", "--port", str(port), "--device-rate", "0"],
+        _env(endpoints, topic, registry.path),
+        workdir / "collector.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    sent = errors = 0
+    try:
+        await service.ready(f"{base}/readyz")
+        service.watch()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=devices)) as session:
+
+            async def device(index: int, deadline: float) -> None:
+                nonlocal sent, errors
+                token = tokens[f"bench-dev-{index:03d}"]
+                episode = generate_episode(
+                    SyntheticSpec(
+                        seed=index,
+                        frame_seed=1,
+                        duration_s=4.0,
+                        device_id=f"bench-dev-{index:03d}",
+                        capture_point_id="bench-cp",
+                        pose_rate_hz=None,
+                    )
+                )
+                chunks = [c for c in episode.iter_chunks(chunk_bytes) if c[0].startswith("cam_")]
+                prepared = [(s, d, checksum(d)) for s, _, d in chunks]
+                auth = {"Authorization": f"Bearer {token}"}
+                async with session.post(
+                    f"{base}/v1/episodes",
+                    data=episode.manifest_bytes(),
+                    headers={**auth, "Content-Type": "application/json"},
+                ) as r:
+                    ticket = (await r.json())["ticket"]
+                episode_url = f"{base}/v1/episodes/{episode.manifest.episode_id}"
+                seq = 0
+                while time.monotonic() < deadline:
+                    stream, data, digest = prepared[seq % len(prepared)]
+                    url = f"{episode_url}/streams/{stream}/chunks/{seq}"
+                    began = time.perf_counter()
+                    async with session.put(
+                        url,
+                        data=io.BytesIO(data),
+                        expect100=True,
+                        headers={
+                            **auth,
+                            "Upload-Ticket": ticket,
+                            "Robolake-Checksum": digest,
+                            "Content-Type": "application/vnd.apache.arrow.stream",
+                        },
+                    ) as r:
+                        await r.read()
+                        if r.status == 201:
+                            latencies.append(time.perf_counter() - began)
+                            sent += len(data)
+                        else:
+                            errors += 1
+                            await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                    seq += 1
+
+            began = time.monotonic()
+            deadline = began + seconds
+            await asyncio.gather(*(device(i, deadline) for i in range(devices)))
+            elapsed = time.monotonic() - began
+    finally:
+        await service.stop()
+    latencies.sort()
+    return CollectorFigures(
+        mb_per_s=sent / 1e6 / elapsed,
+        chunks=len(latencies),
+        ack_p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
+        ack_p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
+        peak_rss_mib=service.peak_rss_mib,
+        errors=errors,
+    )
+
+
+@dataclass
+class WriterFigures:
+    mb_per_s: float
+    megabytes: float
+    seconds: float
+    peak_rss_mib: float
+    buffer_cap_mib: float
+
+
+async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=endpoints.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_RECORD_BYTES,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+    )
+    await producer.start()
+    total = 0
+    try:
+        seed = 0
+        while total < target_bytes:
+            episode = bench_episode(1000 + seed, chunk_bytes)
+            manifest = episode.manifest_bytes()
+            meta = manifest_record(episode.manifest, manifest)
+            await producer.send(topic, manifest, key=meta.key, headers=meta.headers())
+            chunks = episode.chunks(chunk_bytes)
+            for stream, encoded in chunks.items():
+                for seq, data in enumerate(encoded):
+                    meta = chunk_record(episode.manifest, stream, seq, data)
+                    await producer.send(topic, data, key=meta.key, headers=meta.headers())
+                    total += len(data)
+            done = str(episode.completion_document(chunks)).replace("'", '"').encode()
+            meta = complete_record(episode.manifest, done)
+            await producer.send(topic, done, key=meta.key, headers=meta.headers())
+            seed += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return total
+
+
+async def writer_load(
+    endpoints: Endpoints, workdir: Path, *, megabytes: int, chunk_bytes: int, buffer_mib: int = 512
+) -> WriterFigures:
+    """Fill a topic, then time a writer from start to its last commit."""
+    topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(
+        endpoints.kafka_bootstrap,
+        [TopicSpec(topic, 4, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+    )
+    total = await _prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)
+    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    await admin.start()
+    from aiokafka import AIOKafkaConsumer
+
+    probe = AIOKafkaConsumer(bootstrap_servers=endpoints.kafka_bootstrap)
+    await probe.start()
+    partitions = [TopicPartition(topic, p) for p in range(4)]
+    ends = await probe.end_offsets(partitions)
+    await probe.stop()
+    group = f"bench-{topic}"
+    bucket_endpoints = replace(endpoints, s3_bucket=f"bench-{uuid.uuid4().hex[:10]}")
+    from robolake.provision import ensure_bucket
+
+    ensure_bucket(bucket_endpoints)
+    port = free_port()
+    service = Service.start(
+        [
+            "writer",
+            "--metrics-port",
+            str(port),
+            "--group",
+            group,
+            "--flush-age",
+            "5",
+            "--max-buffer-bytes",
+            f"{buffer_mib}MiB",
+        ],
+        _env(bucket_endpoints, topic, workdir / "none.json"),
+        workdir / "writer.log",
+    )
+    began = time.monotonic()
+    service.watch()
+    try:
+        deadline = began + 900
+        while time.monotonic() < deadline:
+            offsets = await admin.list_consumer_group_offsets(group)
+            committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+            if all(committed.get(tp, 0) >= ends[tp] for tp in partitions):
+                break
+            if service.proc.poll() is not None:
+                raise RuntimeError(service.log_path.read_text()[-3000:])
+            await asyncio.sleep(0.25)
+        seconds = time.monotonic() - began
+    finally:
+        await admin.close()
+        await service.stop()
+    return WriterFigures(
+        total / 1e6 / seconds, total / 1e6, seconds, service.peak_rss_mib, buffer_mib
+    )
+
+
+@dataclass
+class EndToEndFigures:
+    capture_points: int
+    target_mb_per_s: float
+    mb_per_s: float
+    ack_p50_ms: float
+    ack_p99_ms: float
+    collector_rss_mib: float
+    writer_rss_mib: float
+    failed_episodes: int
+    errors: dict[str, int]
+
+
+async def end_to_end(
+    endpoints: Endpoints, workdir: Path, *, capture_points: int, rate_mb_s: float, seconds: float
+) -> EndToEndFigures:
+    """The simulator's capture points through collector and writer at a steady rate."""
+    topic = f"bench-e2e-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(
+        endpoints.kafka_bootstrap,
+        [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+    )
+    bucket_endpoints = replace(endpoints, s3_bucket=f"bench-{uuid.uuid4().hex[:10]}")
+    from robolake.provision import ensure_bucket
+
+    ensure_bucket(bucket_endpoints)
+    devices = workdir / "e2e-devices.json"
+    env = _env(bucket_endpoints, topic, devices)
+    port, metrics = free_port(), free_port()
+    collector = Service.start(
+        ["collector", "--port", str(port), "--device-rate", "0"], env, workdir / "e2e-collector.log"
+    )
+    writer = Service.start(
+        ["writer", "--metrics-port", str(metrics), "--group", f"bench-{topic}"],
+        env,
+        workdir / "e2e-writer.log",
+    )
+    try:
+        await collector.ready(f"http://127.0.0.1:{port}/readyz")
+        collector.watch()
+        writer.watch()
+        result = await simulate(
+            SimulationConfig(
+                collector_url=f"http://127.0.0.1:{port}",
+                devices_file=devices,
+                spool_dir=workdir / "spool",
+                capture_points=capture_points,
+                duration_s=seconds,
+                rate_mb_s=rate_mb_s,
+            ),
+            out=io.StringIO(),  # the progress display is not wanted here
+        )
+    finally:
+        await collector.stop()
+        await writer.stop()
+    return EndToEndFigures(
+        capture_points=capture_points,
+        target_mb_per_s=rate_mb_s,
+        mb_per_s=result.mb_per_s,
+        ack_p50_ms=result.ack_p50_ms,
+        ack_p99_ms=result.ack_p99_ms,
+        collector_rss_mib=collector.peak_rss_mib,
+        writer_rss_mib=writer.peak_rss_mib,
+        failed_episodes=result.failed_episodes,
+        errors=result.errors,
+    )

@@ -1,0 +1,114 @@
+"""Shard bytes attributed to the episodes they hold.
+
+The index says how many rows of each stream an episode stored, not how many bytes: a shard file
+mixes many episodes of one stream type. So the bytes of an episode are computed from the shards
+themselves: each file's size (what it costs on S3) is split between the episodes in it by their
+share of its rows. Rows of one file are of one stream type, so they are of similar size (frames of
+one camera family, joint vectors of one robot), which makes the row share a fair share of bytes.
+
+Reading one file costs its Parquet footer and its ``episode_id`` column (dictionary-encoded and,
+because shards are sorted by episode, run-length encoded: kilobytes for a 512 MiB file). Integer
+bytes are apportioned by largest remainder, so the episodes of a file sum to its size exactly.
+:class:`ShardAttribution` caches each file's split by (key, size, modification time): an
+exporter rescanning the bucket reads only new or rewritten files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from robolake.dataset.storage import SHARDS_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One object of the bucket, as listed."""
+
+    key: str
+    size: int
+    mtime_ns: int
+
+
+def list_files(fs: pafs.FileSystem, bucket: str, prefix: str) -> list[StoredFile]:
+    """Every object under ``prefix`` (recursively), in key order."""
+    selector = pafs.FileSelector(f"{bucket}/{prefix}", allow_not_found=True, recursive=True)
+    files = []
+    for info in fs.get_file_info(selector):
+        if info.type != pafs.FileType.File:
+            continue
+        key = info.path.removeprefix(f"{bucket}/")
+        mtime = info.mtime_ns if info.mtime_ns is not None else 0
+        files.append(StoredFile(key, int(info.size or 0), int(mtime)))
+    return sorted(files, key=lambda f: f.key)
+
+
+def is_shard(key: str) -> bool:
+    """Whether an object key is a Parquet shard (``shards/<type>/date=…/….parquet``)."""
+    return key.startswith(f"{SHARDS_PREFIX}/") and key.endswith(".parquet")
+
+
+def apportion(size: int, rows: dict[str, int]) -> dict[str, int]:
+    """Split ``size`` bytes by row counts; the parts sum to ``size`` exactly.
+
+    Largest remainder: every episode gets the floor of its share, and the bytes left over go one
+    each to the largest remainders (ties broken by episode id, so the split is deterministic).
+    """
+    total = sum(rows.values())
+    if total <= 0:
+        return {}
+    parts = {episode: size * count // total for episode, count in rows.items()}
+    left = size - sum(parts.values())
+    by_remainder = sorted(rows, key=lambda e: (-(size * rows[e] % total), e))
+    for episode in by_remainder[:left]:
+        parts[episode] += 1
+    return parts
+
+
+def episode_rows(fs: pafs.FileSystem, bucket: str, key: str) -> dict[str, int]:
+    """Rows per episode in one shard file."""
+    with fs.open_input_file(f"{bucket}/{key}") as handle:
+        column = pq.ParquetFile(handle).read(columns=["episode_id"])["episode_id"]
+    counts = pc.value_counts(column)
+    return {
+        str(item["values"]): int(item["counts"])
+        for item in counts.to_pylist()
+        if item["values"] is not None
+    }
+
+
+class ShardAttribution:
+    """Bytes per episode over a set of shard files, caching each file's split."""
+
+    def __init__(self, fs: pafs.FileSystem, bucket: str) -> None:
+        self._fs = fs
+        self._bucket = bucket
+        self._cache: dict[str, tuple[StoredFile, dict[str, int]]] = {}
+
+    def split(self, file: StoredFile) -> dict[str, int]:
+        """The bytes of one file per episode in it (cached while the file is unchanged)."""
+        cached = self._cache.get(file.key)
+        if cached is not None and cached[0] == file:
+            return cached[1]
+        parts = apportion(file.size, episode_rows(self._fs, self._bucket, file.key))
+        self._cache[file.key] = (file, parts)
+        return parts
+
+    def bytes_by_episode(self, files: Iterable[StoredFile]) -> dict[str, int]:
+        """Bytes per episode summed over ``files``; forgets cached files not among them."""
+        totals: dict[str, int] = {}
+        seen: set[str] = set()
+        for file in files:
+            seen.add(file.key)
+            for episode, size in self.split(file).items():
+                totals[episode] = totals.get(episode, 0) + size
+        for key in set(self._cache) - seen:
+            del self._cache[key]
+        return totals

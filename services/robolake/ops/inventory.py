@@ -1,0 +1,114 @@
+"""One scan of the bucket: what the dataset holds, per episode and in total.
+
+Both the exporter and the contribution report count from the same per-episode table (newest
+index row, organisation, recorded seconds, attributed shard bytes, flags), through
+:func:`aggregate`, so a dashboard and a voucher claim cannot disagree about what an episode is
+worth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from robolake.dataset.storage import INDEX_PREFIX, SHARDS_PREFIX, s3_filesystem
+from robolake.endpoints import Endpoints
+from robolake.ops.attribution import ShardAttribution, is_shard, list_files
+from robolake.ops.episodes import read_index, recorded_seconds, with_organisation
+
+log = logging.getLogger(__name__)
+
+#: Per-group totals :func:`aggregate` returns, after the group keys.
+TOTALS: Final = (
+    "episodes",
+    "complete_episodes",
+    "flagged_episodes",
+    "recorded_seconds",
+    "bytes",
+    "last_ended_at",
+)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What one scan found."""
+
+    #: Bytes of every object under ``shards/`` and ``index/``.
+    stored_bytes: int
+    shard_files: int
+    #: Shard bytes of rows whose episode has no index row.
+    unindexed_bytes: int
+    #: One row per indexed episode: the index columns plus ``organisation``,
+    #: ``recorded_seconds``, ``bytes`` and ``flagged``.
+    episodes: pa.Table
+
+
+def enrich(
+    index: pa.Table, bytes_by_episode: Mapping[str, int], by_device: Mapping[str, str]
+) -> pa.Table:
+    """Add ``organisation``, ``recorded_seconds``, ``bytes`` and ``flagged`` to index rows."""
+    table = with_organisation(index, by_device)
+    table = table.append_column("recorded_seconds", recorded_seconds(table))
+    sizes = [bytes_by_episode.get(str(e), 0) for e in table["episode_id"].to_pylist()]
+    table = table.append_column("bytes", pa.array(sizes, type=pa.int64()))
+    flagged = pc.greater(pc.fill_null(pc.list_value_length(table["quality_flags"]), 0), 0)
+    return table.append_column("flagged", flagged)
+
+
+def scan(
+    endpoints: Endpoints, attribution: ShardAttribution, by_device: Mapping[str, str]
+) -> Inventory:
+    """List the bucket, attribute shard bytes, read the index: the dataset as it is now."""
+    fs = s3_filesystem(endpoints)
+    bucket = endpoints.s3_bucket
+    shard_objects = list_files(fs, bucket, SHARDS_PREFIX)
+    index_objects = list_files(fs, bucket, INDEX_PREFIX.split("/")[0])
+    shards = [f for f in shard_objects if is_shard(f.key)]
+    bytes_by_episode = attribution.bytes_by_episode(shards)
+    episodes = enrich(read_index(endpoints), bytes_by_episode, by_device)
+    attributed = int(pc.sum(episodes["bytes"]).as_py() or 0)
+    return Inventory(
+        stored_bytes=sum(f.size for f in (*shard_objects, *index_objects)),
+        shard_files=len(shards),
+        unindexed_bytes=sum(bytes_by_episode.values()) - attributed,
+        episodes=episodes,
+    )
+
+
+def aggregate(episodes: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """Totals of :data:`TOTALS` per group of ``keys``, sorted by the keys."""
+    table = episodes.select([*keys, "episode_id", "recorded_seconds", "bytes", "ended_at"])
+    table = table.append_column("complete_i", pc.cast(episodes["complete"], pa.int64()))
+    table = table.append_column("flagged_i", pc.cast(episodes["flagged"], pa.int64()))
+    table = table.set_column(
+        table.schema.get_field_index("ended_at"),
+        "ended_at",
+        pc.cast(table["ended_at"], pa.int64()),
+    )
+    grouped = table.group_by(list(keys), use_threads=False).aggregate(
+        [
+            ("episode_id", "count"),
+            ("complete_i", "sum"),
+            ("flagged_i", "sum"),
+            ("recorded_seconds", "sum"),
+            ("bytes", "sum"),
+            ("ended_at", "max"),
+        ]
+    )
+    renamed = grouped.rename_columns(
+        {
+            "episode_id_count": "episodes",
+            "complete_i_sum": "complete_episodes",
+            "flagged_i_sum": "flagged_episodes",
+            "recorded_seconds_sum": "recorded_seconds",
+            "bytes_sum": "bytes",
+            "ended_at_max": "last_ended_at",
+        }
+    )
+    ordered = renamed.select([*keys, *TOTALS])
+    return ordered.sort_by([(key, "ascending") for key in keys]) if keys else ordered
