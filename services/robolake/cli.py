@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from robolake import demo
     from robolake.capture import cli as capture_cli
     from robolake.collector import cli as collector_cli
+    from robolake.dataset import cli as dataset_cli
     from robolake.ops import cli as ops_cli
     from robolake.stack import cli as stack_cli
     from robolake.writer import cli as writer_cli
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture_cli.add_parsers(subparsers)
     demo.add_parser(subparsers)
     writer_cli.add_parsers(subparsers)
+    dataset_cli.add_parsers(subparsers)
     ops_cli.add_parsers(subparsers)
     init = subparsers.add_parser(
         "init",

@@ -1,0 +1,300 @@
+"""Finding episodes: the newest index row per episode, filtered by what ML teams select on.
+
+The index may hold several rows per episode (a late chunk re-indexes it); ``schemas/shards.md``
+says the newest ``indexed_at`` wins, so every filter here runs *after* that reduction -- filtering
+first could pick an older row that matches while the episode's current row does not.
+
+The organisation is not in the index (the collector knows it from the device registry but
+stamps only device and capture point), so filtering by organisation takes a device → organisation
+map, read from the device registry file by :func:`organisations_from_registry`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from robolake.collector.devices import DeviceRegistry
+from robolake.dataset.errors import DatasetError
+from robolake.dataset.storage import episodes_index, has_index
+from robolake.endpoints import Endpoints
+from robolake.episode.shards import QUALITY_FLAGS
+from robolake.episode.shards import episodes_index as index_description
+
+log = logging.getLogger(__name__)
+
+#: Index columns too large to read when only listing (the manifest is read per episode).
+HEAVY_COLUMNS: Final = ("manifest_json",)
+#: The organisation of an episode whose device the registry does not know.
+UNKNOWN_ORGANISATION: Final = "unknown"
+
+
+@dataclass(frozen=True)
+class EpisodeFilter:
+    """Which episodes to select; every given criterion must hold (empty tuples select all).
+
+    ``task`` matches as a case-insensitive substring of the instruction. ``started_from`` is
+    inclusive and ``started_before`` exclusive, both compared with ``started_at`` (naive
+    datetimes are taken as UTC). ``with_flags`` requires every listed quality flag,
+    ``without_flags`` excludes episodes with any of them, and ``clean`` asks for none at all.
+    """
+
+    scenes: tuple[str, ...] = ()
+    task: str | None = None
+    robot_types: tuple[str, ...] = ()
+    capture_points: tuple[str, ...] = ()
+    organisations: tuple[str, ...] = ()
+    episode_ids: tuple[str, ...] = ()
+    started_from: dt.datetime | None = None
+    started_before: dt.datetime | None = None
+    complete: bool | None = None
+    with_flags: tuple[str, ...] = ()
+    without_flags: tuple[str, ...] = ()
+    clean: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted((set(self.with_flags) | set(self.without_flags)) - set(QUALITY_FLAGS))
+        if unknown:
+            raise DatasetError(
+                f"unknown quality flag(s) {', '.join(unknown)}; known: {', '.join(QUALITY_FLAGS)}"
+            )
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the index says about one declared stream of an episode."""
+
+    name: str
+    type: str
+    type_version: int
+    rows: int
+    chunks: int
+    first_t_ns: int | None
+    last_t_ns: int | None
+
+    @property
+    def stream_type_key(self) -> str:
+        """``<type>.v<version>``, the shard directory holding the stream's rows."""
+        return f"{self.type}.v{self.type_version}"
+
+
+@dataclass(frozen=True)
+class EpisodeInfo:
+    """One episode as the index describes it (its current row)."""
+
+    episode_id: str
+    capture_point_id: str
+    device_id: str
+    organisation: str
+    robot_type: str
+    scene: str
+    task: str
+    operator: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    tags: tuple[str, ...]
+    complete: bool
+    quality_flags: tuple[str, ...]
+    streams: tuple[StreamInfo, ...]
+    shard_files: tuple[str, ...] = field(repr=False)
+    indexed_at: dt.datetime = field(repr=False)
+
+    @property
+    def started_at_ns(self) -> int:
+        """``started_at`` in nanoseconds since the epoch."""
+        return _to_ns(self.started_at)
+
+    @property
+    def ended_at_ns(self) -> int:
+        """``ended_at`` in nanoseconds since the epoch."""
+        return _to_ns(self.ended_at)
+
+    def stream(self, name: str) -> StreamInfo:
+        """The stream called ``name``; a :class:`DatasetError` naming the declared ones if none."""
+        for info in self.streams:
+            if info.name == name:
+                return info
+        declared = ", ".join(s.name for s in self.streams)
+        raise DatasetError(f"episode {self.episode_id} has no stream {name!r} (has: {declared})")
+
+    def shard_files_of(self, stream_type_key: str) -> list[str]:
+        """The shard files of one stream type (``joint_state.v1``) holding this episode's rows."""
+        prefix = f"shards/{stream_type_key}/"
+        return [key for key in self.shard_files if key.startswith(prefix)]
+
+
+def _to_ns(value: dt.datetime) -> int:
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def organisations_from_registry(path: Path | None) -> dict[str, str]:
+    """Device id → organisation from the device registry file (the newest enrolment wins)."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise DatasetError(
+            f"device registry {path} not found; organisations come from the collectors' device "
+            "registry (ROBOLAKE_DEVICES_FILE or --devices-file)"
+        )
+    newest: dict[str, tuple[float, str]] = {}
+    for device in DeviceRegistry(path).devices():
+        seen = newest.get(device.device_id)
+        if seen is None or device.created_at >= seen[0]:
+            newest[device.device_id] = (device.created_at, device.organisation)
+    return {device_id: organisation for device_id, (_, organisation) in newest.items()}
+
+
+def empty_index(columns: Sequence[str] | None = None) -> pa.Table:
+    """An index table with no rows."""
+    table = index_description().schema.empty_table()
+    return table.select(list(columns)) if columns is not None else table
+
+
+def newest_rows(table: pa.Table) -> pa.Table:
+    """One row per ``episode_id``: the one with the newest ``indexed_at``, sorted by id."""
+    if table.num_rows == 0:
+        return table
+    ordered = table.sort_by([("episode_id", "ascending"), ("indexed_at", "descending")])
+    ids = ordered["episode_id"].combine_chunks()
+    first = pa.array([True])
+    if len(ids) > 1:
+        changed = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+        first = pa.concat_arrays([first, changed])
+    return ordered.filter(first)
+
+
+def read_index(endpoints: Endpoints, *, with_manifest: bool = False) -> pa.Table:
+    """The current (newest) index row of every episode in the bucket."""
+    columns = [
+        name
+        for name in index_description().schema.names
+        if with_manifest or name not in HEAVY_COLUMNS
+    ]
+    if not has_index(endpoints):
+        return empty_index(columns)
+    table = episodes_index(endpoints).to_table(columns=columns)
+    return newest_rows(table)
+
+
+def with_organisation(table: pa.Table, organisations: Mapping[str, str]) -> pa.Table:
+    """Append an ``organisation`` column looked up by ``device_id``."""
+    names = [
+        organisations.get(str(d), UNKNOWN_ORGANISATION) for d in table["device_id"].to_pylist()
+    ]
+    return table.append_column("organisation", pa.array(names, type=pa.string()))
+
+
+def _timestamp(value: dt.datetime) -> pa.Scalar:
+    return pa.scalar(_utc(value), type=pa.timestamp("ns", tz="UTC"))
+
+
+def filter_index(table: pa.Table, criteria: EpisodeFilter) -> pa.Table:
+    """Rows of ``table`` (current index rows with ``organisation``) meeting ``criteria``.
+
+    One vectorised mask over the table; list-valued criteria use ``is_in``, flags use the
+    ``quality_flags`` lists, all in pyarrow compute.
+    """
+    mask = pa.array([True] * table.num_rows, pa.bool_())
+    in_sets = {
+        "scene": criteria.scenes,
+        "robot_type": criteria.robot_types,
+        "capture_point_id": criteria.capture_points,
+        "organisation": criteria.organisations,
+        "episode_id": criteria.episode_ids,
+    }
+    for column, values in in_sets.items():
+        if values:
+            mask = pc.and_(mask, pc.is_in(table[column], pa.array(values, pa.string())))
+    if criteria.task:
+        found = pc.match_substring(table["task"], criteria.task, ignore_case=True)
+        mask = pc.and_(mask, found)
+    if criteria.started_from is not None:
+        since = _timestamp(criteria.started_from)
+        mask = pc.and_(mask, pc.greater_equal(table["started_at"], since))
+    if criteria.started_before is not None:
+        before = _timestamp(criteria.started_before)
+        mask = pc.and_(mask, pc.less(table["started_at"], before))
+    if criteria.complete is not None:
+        wanted = table["complete"] if criteria.complete else pc.invert(table["complete"])
+        mask = pc.and_(mask, wanted)
+    flags = table["quality_flags"]
+    if criteria.clean:
+        mask = pc.and_(mask, pc.equal(pc.list_value_length(flags), 0))
+    for flag in criteria.with_flags:
+        mask = pc.and_(mask, _has_flag(flags, flag))
+    for flag in criteria.without_flags:
+        mask = pc.and_(mask, pc.invert(_has_flag(flags, flag)))
+    return table.filter(mask)
+
+
+def _has_flag(flags: pa.ChunkedArray, flag: str) -> pa.Array:
+    """Per row: whether its ``quality_flags`` list contains ``flag``."""
+    combined = flags.combine_chunks()
+    matches = pc.equal(pc.list_flatten(combined), flag).to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(combined).to_numpy()
+    present = np.zeros(len(combined), dtype=bool)
+    present[rows[matches.astype(bool)]] = True
+    return pa.array(present, pa.bool_())
+
+
+def _stream_infos(value: list[dict[str, Any]] | None) -> tuple[StreamInfo, ...]:
+    return tuple(
+        StreamInfo(
+            name=s["name"],
+            type=s["type"],
+            type_version=int(s["type_version"]),
+            rows=int(s["rows"] or 0),
+            chunks=int(s["chunks"] or 0),
+            first_t_ns=s["first_t_ns"],
+            last_t_ns=s["last_t_ns"],
+        )
+        for s in value or []
+    )
+
+
+def episode_infos(table: pa.Table) -> list[EpisodeInfo]:
+    """Index rows (with ``organisation``) as :class:`EpisodeInfo`, in table order."""
+    infos = []
+    for row in table.to_pylist():
+        infos.append(
+            EpisodeInfo(
+                episode_id=row["episode_id"],
+                capture_point_id=row["capture_point_id"],
+                device_id=row["device_id"],
+                organisation=row.get("organisation") or UNKNOWN_ORGANISATION,
+                robot_type=row["robot_type"],
+                scene=row["scene"],
+                task=row["task"],
+                operator=row["operator"],
+                started_at=_utc(row["started_at"]),
+                ended_at=_utc(row["ended_at"]),
+                tags=tuple(row["tags"] or ()),
+                complete=bool(row["complete"]),
+                quality_flags=tuple(row["quality_flags"] or ()),
+                streams=_stream_infos(row["streams"]),
+                shard_files=tuple(row["shard_files"] or ()),
+                indexed_at=_utc(row["indexed_at"]),
+            )
+        )
+    return infos
+
+
+def manifest_document(table: pa.Table) -> dict[str, Any]:
+    """The manifest JSON of the single row of ``table`` (read with ``manifest_json``)."""
+    text = table["manifest_json"][0].as_py()
+    document: dict[str, Any] = json.loads(text)
+    return document
