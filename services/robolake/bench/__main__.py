@@ -93,6 +93,21 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
         seconds=plan["collector_s"],
         chunk_bytes=RECORD_BYTES,
     )
+    uvloop_figures = None
+    try:
+        import uvloop  # noqa: F401
+
+        _say("collector again with uvloop")
+        uvloop_figures = await pipeline.collector_load(
+            endpoints,
+            workdir,
+            devices=plan["devices"],
+            seconds=plan["collector_s"],
+            chunk_bytes=RECORD_BYTES,
+            event_loop="uvloop",
+        )
+    except ImportError:
+        _say("uvloop not installed; skipping the uvloop comparison")
     _say(f"writer: draining {plan['writer_mb']} MB from a pre-filled topic")
     writer = await pipeline.writer_load(
         endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES
@@ -117,6 +132,19 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             ">= 0.5 x producer",
         ),
         ("collector ack p50 ms", collector.ack_p50_ms, None, None, ""),
+        *(
+            [
+                (
+                    "collector MB/s with uvloop",
+                    uvloop_figures.mb_per_s,
+                    collector.mb_per_s,
+                    0.0,
+                    ">= 1 x asyncio: adopt uvloop",
+                )
+            ]
+            if uvloop_figures
+            else []
+        ),
         ("collector ack p99 ms", collector.ack_p99_ms, None, None, ""),
         (
             "writer MB/s (Kafka->Parquet->MinIO)",

@@ -133,7 +133,13 @@ class CollectorFigures:
 
 
 async def collector_load(
-    endpoints: Endpoints, workdir: Path, *, devices: int, seconds: float, chunk_bytes: int
+    endpoints: Endpoints,
+    workdir: Path,
+    *,
+    devices: int,
+    seconds: float,
+    chunk_bytes: int,
+    event_loop: str = "asyncio",
 ) -> CollectorFigures:
     """Closed-loop uploads by ``devices`` concurrent devices for ``seconds``."""
     topic = f"bench-collector-{uuid.uuid4().hex[:8]}"
@@ -147,9 +153,9 @@ async def collector_load(
     )
     port = free_port()
     service = Service.start(
-        ["collector", "--port", str(port), "--device-rate", "0"],
+        ["collector", "--port", str(port), "--device-rate", "0", "--event-loop", event_loop],
         _env(endpoints, topic, registry.path),
-        workdir / "collector.log",
+        workdir / f"collector-{event_loop}.log",
     )
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []

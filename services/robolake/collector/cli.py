@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from robolake.collector.devices import DeviceRegistry
+from robolake.collector.errors import CollectorError
 from robolake.collector.settings import (
     ENV_DEVICES_FILE,
     ENV_TICKET_KEY,
@@ -30,6 +32,13 @@ def add_parsers(subparsers: Any) -> None:
         ),
     )
     add_arguments(collector)
+    collector.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default=os.environ.get("ROBOLAKE_COLLECTOR_EVENT_LOOP", "asyncio"),
+        help="event loop implementation (env ROBOLAKE_COLLECTOR_EVENT_LOOP, default asyncio; "
+        "`make bench` measures both)",
+    )
     collector.set_defaults(func=_collector)
 
     devices = subparsers.add_parser(
@@ -91,5 +100,12 @@ def _collector(args: argparse.Namespace) -> int:
 
     settings = CollectorSettings.from_args(args)
     endpoints = Endpoints.from_env()
-    asyncio.run(serve(settings, endpoints))
+    if args.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError as exc:
+            raise CollectorError("--event-loop uvloop needs `pip install uvloop`") from exc
+        uvloop.run(serve(settings, endpoints))
+    else:
+        asyncio.run(serve(settings, endpoints))
     return 0
