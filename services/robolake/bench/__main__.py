@@ -86,7 +86,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
         plan["put_count"],
     )
     _say(f"collector: {plan['devices']} devices uploading {RECORD_BYTES >> 20} MiB chunks")
-    collector = await pipeline.collector_load(
+    collector = await pipeline.collector_load(  # the asyncio loop, the baseline
         endpoints,
         workdir,
         devices=plan["devices"],
@@ -201,6 +201,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "consumer": asdict(consumer),
             "put": asdict(put),
             "collector": asdict(collector),
+            "collector_uvloop": asdict(uvloop_figures) if uvloop_figures else None,
             "writer": asdict(writer),
             "e2e": asdict(e2e),
             "validation": [asdict(c) for c in checks],
