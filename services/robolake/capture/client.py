@@ -118,7 +118,10 @@ class CaptureClient:
         while True:
             ticket = await self._ticket(journal, renew=renew)
             try:
-                await self.uploader.complete(ticket, journal.episode_id, journal.completion())
+                declared = [decl.name for decl in parse_manifest(journal.manifest).streams]
+                await self.uploader.complete(
+                    ticket, journal.episode_id, journal.completion(declared)
+                )
             except TicketExpired:
                 renew = True
                 continue

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -81,11 +82,12 @@ class Journal:
             closed=bool(data.get("closed")),
         )
 
-    def completion(self) -> dict[str, Any]:
-        """The completion document: what was cut per stream."""
-        return {
-            "streams": {k: {"chunks": v.chunks, "rows": v.rows} for k, v in self.streams.items()}
-        }
+    def completion(self, declared: Iterable[str] = ()) -> dict[str, Any]:
+        """The completion document: what was cut per stream, zero for declared streams that
+        recorded nothing (the contract wants every declared stream counted)."""
+        counts = {name: StreamCounter() for name in declared}
+        counts.update(self.streams)
+        return {"streams": {k: {"chunks": v.chunks, "rows": v.rows} for k, v in counts.items()}}
 
 
 @dataclass(frozen=True)

@@ -216,3 +216,73 @@ async def test_client_killed_mid_upload_resumes_from_its_spool(
     rows = {name: table.num_rows for name, table in episode.streams.items()}
     assert {s: c["rows"] for s, c in completions[-1]["streams"].items()} == rows
     assert Spool(spool).episodes() == []
+
+
+async def test_spool_full_while_offline_then_resume_uploads_everything(
+    collector_process: Callable[..., CollectorProcess],
+    stack_endpoints: Endpoints,
+    kafka_topic: str,
+    devices: Devices,
+    tmp_path: Path,
+) -> None:
+    """Offline device: the spool fills to its cap and refuses with SpoolFull (nothing is lost,
+    nothing is counted twice); once a collector is back, resume uploads every spooled chunk."""
+    from robolake.capture.errors import SpoolFull
+    from robolake.stack.process import free_port
+
+    port = free_port()  # nothing listens here yet: the device is offline
+    episode = _long_episode(23)
+    spool_dir = tmp_path / "spool"
+    spooled: list[tuple[str, int]] = []
+    async with aiohttp.ClientSession() as session:
+        uploader = Uploader(
+            session,
+            f"http://127.0.0.1:{port}",
+            devices.token_a,
+            backoff=Backoff(base=0.05, cap=0.2),
+        )
+        spool = Spool(spool_dir, cap_bytes=2 * 1024 * 1024)
+        client = CaptureClient(uploader, spool, max_chunk_bytes=96 * 1024)
+        journal_episode = episode.manifest.episode_id
+        # Registration needs the collector, so record straight into the spool as the recorder
+        # does while offline: cut chunks until the cap refuses one.
+        from robolake.capture.spool import Journal
+        from robolake.episode.chunks import split_into_chunks
+
+        journal = Journal(episode_id=journal_episode, manifest=episode.manifest_bytes().decode())
+        spool.save(journal)
+        refused = False
+        for name, table in episode.streams.items():
+            decl = episode.manifest.stream(name)
+            for data in split_into_chunks(table, decl.stream_type, 96 * 1024):
+                rows = pa.ipc.open_stream(data).read_all().num_rows
+                try:
+                    chunk = spool.put(journal, name, data, rows)
+                except SpoolFull:
+                    refused = True
+                    break
+                spooled.append((chunk.stream, chunk.seq))
+            if refused:
+                break
+        assert refused, "the cap was never reached; the test proves nothing"
+        assert spool.used_bytes <= 2 * 1024 * 1024
+        journal.closed = True  # the device gives up on the rest and closes the episode
+        spool.save(journal)
+
+        collector = collector_process("--port", str(port))  # the later --port wins
+        await _wait_ready(f"http://127.0.0.1:{port}")
+        outcomes = await client.resume()
+    assert collector.stop() == 0
+    records = await read_topic(
+        stack_endpoints.kafka_bootstrap, kafka_topic, expect=len(spooled) + 2
+    )
+    chunks, completions = _kafka_view(records)
+    lost = set(spooled) - chunks
+    print(
+        f"spool full: spooled={len(spooled)} refused_at_cap=1 uploaded_after_resume="
+        f"{outcomes[0].chunks} in_kafka={len(chunks)} lost={len(lost)}"
+    )
+    assert not lost
+    assert outcomes[0].completed
+    assert _expected(completions[-1]) == chunks
+    assert Spool(spool_dir).episodes() == []
