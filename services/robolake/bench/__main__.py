@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from robolake.bench import ceilings, pipeline, validation
+from robolake.bench import ceilings, clients, pipeline, validation
 from robolake.endpoints import Endpoints
 from robolake.stack.paths import default_state_dir
 from robolake.stack.stack import Stack
@@ -84,6 +84,10 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
         f"bench-{uuid.uuid4().hex[:8]}",
         plan["put_size"],
         plan["put_count"],
+    )
+    _say("client libraries: aiokafka vs confluent-kafka, minio vs pyarrow S3")
+    libraries = await clients.compare(
+        endpoints, topic, records=plan["records"] // 3 or 1, objects=plan["put_count"]
     )
     _say(f"collector: {plan['devices']} devices uploading {RECORD_BYTES >> 20} MiB chunks")
     collector = await pipeline.collector_load(  # the asyncio loop, the baseline
@@ -171,6 +175,22 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "< buffer cap + 300 MiB",
         ),
     ]
+    by_name = {figure.name: figure.mb_per_s for figure in libraries}
+    for name, baseline in (
+        ("confluent-kafka producer", "aiokafka producer"),
+        ("pyarrow S3FileSystem", "minio put_object"),
+    ):
+        if name in by_name:
+            rows.append((f"{baseline} MB/s", by_name[baseline], None, None, "in use"))
+            rows.append(
+                (
+                    f"{name} MB/s",
+                    by_name[name],
+                    by_name[baseline],
+                    1.5,
+                    f">= 1.5 x {baseline}: switch",
+                )
+            )
     for check in checks:
         rows.append((f"validate/produce {check.chunk} 4 MiB", check.ratio, None, None, "small"))
     table = []
@@ -205,6 +225,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "writer": asdict(writer),
             "e2e": asdict(e2e),
             "validation": [asdict(c) for c in checks],
+            "libraries": [asdict(f) for f in libraries],
         },
     }
 
