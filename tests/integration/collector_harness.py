@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer
@@ -127,3 +130,29 @@ async def register(client: ClientSession, base: str, token: str, manifest: bytes
         body = await response.json()
         assert response.status in (200, 201), body
         return str(body["ticket"])
+
+
+async def wait_ready(
+    base: str,
+    process: CollectorProcess | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = 60,
+) -> None:
+    """Poll ``/readyz`` until 200; fail with the process's log if it dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context else None
+    async with ClientSession(connector=connector) as session:
+        while time.monotonic() < deadline:
+            if process is not None:
+                assert process.proc.poll() is None, process.log()
+            try:
+                async with session.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError(
+        f"collector at {base} not ready" + (f":\n{process.log()}" if process else "")
+    )

@@ -22,17 +22,6 @@ from robolake.endpoints import Endpoints
 from robolake.stack.process import free_port
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process, MiB (0 if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
-
-
 @dataclass
 class Pipeline:
     """Collector + writer subprocesses on a topic and bucket."""

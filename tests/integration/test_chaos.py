@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_harness import Pipeline, rss_mib
+from pipeline_harness import Pipeline
 
 from robolake.capture.simulator import SimulationConfig, SimulationResult, simulate
 from robolake.endpoints import Endpoints
-from robolake.stack.process import ProcessRecord, stop
+from robolake.stack.process import ProcessRecord, rss_mib, stop
 from robolake.stack.stack import Stack
 
 pytestmark = pytest.mark.chaos

@@ -11,15 +11,14 @@ Each figure is MB/s of payload acknowledged/stored, measured back to back in one
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import time
 import uuid
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from minio import Minio
 
+from robolake.bench import ceilings
 from robolake.dataset.storage import s3_filesystem
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import MAX_RECORD_BYTES
@@ -94,22 +93,10 @@ def confluent_produce(
 def minio_vs_pyarrow(
     endpoints: Endpoints, bucket: str, size: int, count: int
 ) -> list[ClientFigure]:
-    """Upload the same objects with ``minio`` put_object and with pyarrow's S3 filesystem."""
-    client = Minio(
-        endpoints.s3_host,
-        access_key=endpoints.s3_access_key,
-        secret_key=endpoints.s3_secret_key,
-        secure=endpoints.s3_secure,
-    )
-    if not client.bucket_exists(bucket):
-        client.make_bucket(bucket)
+    """Upload the same objects with ``minio`` put_object (the ceiling's loop) and with pyarrow's
+    S3 filesystem."""
+    minio = ceilings.minio_put(endpoints, bucket, size, count)
     payload = os.urandom(size)
-    began = time.perf_counter()
-    for index in range(count):
-        client.put_object(
-            bucket, f"minio/{index}.bin", io.BytesIO(payload), size, part_size=16 * 1024 * 1024
-        )
-    minio_s = time.perf_counter() - began
     fs = s3_filesystem(endpoints)
     began = time.perf_counter()
     for index in range(count):
@@ -117,7 +104,7 @@ def minio_vs_pyarrow(
             out.write(payload)
     arrow_s = time.perf_counter() - began
     return [
-        ClientFigure("minio put_object", size * count / 1e6 / minio_s),
+        ClientFigure("minio put_object", minio.mb_per_s),
         ClientFigure("pyarrow S3FileSystem", size * count / 1e6 / arrow_s),
     ]
 

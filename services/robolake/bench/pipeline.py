@@ -33,19 +33,9 @@ from robolake.episode.records import chunk_record, complete_record, manifest_rec
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.provision import TopicSpec, ensure_topics
-from robolake.stack.process import free_port
+from robolake.stack.process import free_port, rss_mib
 
 TICKET_KEY = "bench-ticket-key-0123456789abcdef"
-
-
-def _rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
 
 
 @dataclass
@@ -70,7 +60,7 @@ class Service:
 
     async def sample(self) -> None:
         while self.proc.poll() is None:
-            self.peak_rss_mib = max(self.peak_rss_mib, _rss_mib(self.proc.pid))
+            self.peak_rss_mib = max(self.peak_rss_mib, rss_mib(self.proc.pid))
             await asyncio.sleep(0.2)
 
     def watch(self) -> None:

@@ -214,7 +214,10 @@ class EpisodeRecorder:
         # Row count per chunk for the journal; reading an IPC stream back is zero-copy.
         for data in encoded:
             rows = pa.ipc.open_stream(data).read_all().num_rows
-            chunk = self._client.spool.put(self._journal, stream, data, rows)
+            # Disk write + fsync: off the event loop, so uploads in flight keep moving.
+            chunk = await asyncio.to_thread(
+                self._client.spool.put, self._journal, stream, data, rows
+            )
             self._tasks.append(
                 asyncio.create_task(self._client._upload(self._journal, chunk, self.outcome))
             )

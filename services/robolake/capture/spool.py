@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,8 @@ class Spool:
         self.root = root
         self.cap_bytes = cap_bytes
         self.fsync = fsync
+        # put() runs in worker threads (the client keeps disk I/O off the event loop).
+        self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         self.used_bytes = sum(
             p.stat().st_size for p in root.glob("*/*.arrow") if p.parent.name != "rejected"
@@ -152,6 +155,10 @@ class Spool:
     # -- chunks -----------------------------------------------------------------------------
     def put(self, journal: Journal, stream: str, data: bytes, rows: int) -> SpooledChunk:
         """Spool the next chunk of ``stream`` and count it in the journal."""
+        with self._lock:
+            return self._put(journal, stream, data, rows)
+
+    def _put(self, journal: Journal, stream: str, data: bytes, rows: int) -> SpooledChunk:
         if self.used_bytes + len(data) > self.cap_bytes:
             raise SpoolFull(
                 f"spool {self.root} holds {self.used_bytes} of {self.cap_bytes} bytes; the "

@@ -317,9 +317,10 @@ class Collector:
         )
         try:
             body = await self._read_body(request, limit, "chunk_too_large")
-            verify_checksum(body, declared)
+            digest = verify_checksum(body, declared)
             chunk = validate_chunk(body, manifest, stream, limits=self.limits)
-            await self._produce(chunk_record(manifest, stream, seq, body), identity, body)
+            record = chunk_record(manifest, stream, seq, body, digest=digest)
+            await self._produce(record, identity, body)
         finally:
             reservation.release()
             self.metrics.inflight_bytes.set(self.inflight.used)

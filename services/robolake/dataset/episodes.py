@@ -177,13 +177,21 @@ def newest_rows(table: pa.Table) -> pa.Table:
     return ordered.filter(first)
 
 
-def read_index(endpoints: Endpoints, *, with_manifest: bool = False) -> pa.Table:
-    """The current (newest) index row of every episode in the bucket."""
-    columns = [
-        name
-        for name in index_description().schema.names
-        if with_manifest or name not in HEAVY_COLUMNS
-    ]
+def read_index(
+    endpoints: Endpoints, *, with_manifest: bool = False, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """The current (newest) index row of every episode in the bucket.
+
+    ``columns`` narrows what is read (it must include ``episode_id`` and ``indexed_at``).
+    """
+    if columns is not None:
+        columns = list(columns)
+    else:
+        columns = [
+            name
+            for name in index_description().schema.names
+            if with_manifest or name not in HEAVY_COLUMNS
+        ]
     if not has_index(endpoints):
         return empty_index(columns)
     table = episodes_index(endpoints).to_table(columns=columns)

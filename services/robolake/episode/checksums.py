@@ -34,8 +34,9 @@ def is_checksum(text: str) -> bool:
     return _CHECKSUM.match(text) is not None
 
 
-def verify_checksum(data: bytes | bytearray | memoryview, expected: str) -> None:
-    """Raise ``checksum_mismatch`` unless ``data`` hashes to ``expected``."""
+def verify_checksum(data: bytes | bytearray | memoryview, expected: str) -> str:
+    """Raise ``checksum_mismatch`` unless ``data`` hashes to ``expected``; return the checksum
+    (so callers that also need it, like the record builder, hash the bytes only once)."""
     if not is_checksum(expected):
         raise ContractViolation(
             "checksum_mismatch",
@@ -48,6 +49,7 @@ def verify_checksum(data: bytes | bytearray | memoryview, expected: str) -> None
             f"body hashes to {actual}, the request declared {expected}; the bytes were damaged "
             "in transit -- send the chunk again",
         )
+    return actual
 
 
 def content_digest(data: bytes | bytearray | memoryview) -> str:

@@ -120,12 +120,18 @@ def complete_record(manifest: EpisodeManifest, value: Bytes) -> RecordMeta:
     return _common(manifest, "complete", value)
 
 
-def chunk_record(manifest: EpisodeManifest, stream: str, seq: int, value: Bytes) -> RecordMeta:
-    """Meta of the record carrying chunk ``seq`` of ``stream``; ``value`` is the chunk bytes."""
+def chunk_record(
+    manifest: EpisodeManifest, stream: str, seq: int, value: Bytes, *, digest: str | None = None
+) -> RecordMeta:
+    """Meta of the record carrying chunk ``seq`` of ``stream``; ``value`` is the chunk bytes.
+
+    ``digest`` is ``value``'s checksum when the caller already computed it (the collector
+    verified it against the device's header), saving a second pass over the bytes.
+    """
     if seq < 0:
         raise ValueError(f"seq must be >= 0, got {seq}")
     decl = manifest.stream(stream)
-    base = _common(manifest, "chunk", value)
+    base = _common(manifest, "chunk", value, digest)
     return RecordMeta(
         kind="chunk",
         episode_id=base.episode_id,
@@ -139,13 +145,15 @@ def chunk_record(manifest: EpisodeManifest, stream: str, seq: int, value: Bytes)
     )
 
 
-def _common(manifest: EpisodeManifest, kind: RecordKind, value: Bytes) -> RecordMeta:
+def _common(
+    manifest: EpisodeManifest, kind: RecordKind, value: Bytes, digest: str | None = None
+) -> RecordMeta:
     return RecordMeta(
         kind=kind,
         episode_id=manifest.episode_id,
         capture_point_id=manifest.capture_point_id,
         device_id=manifest.device_id,
-        checksum=checksum(value),
+        checksum=digest if digest is not None else checksum(value),
     )
 
 

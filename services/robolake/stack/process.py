@@ -57,6 +57,17 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process in MiB, from ``/proc`` (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
 def is_running(record: ProcessRecord) -> bool:
     """Whether the recorded process is alive and still the one we started."""
     return _start_ticks(record.pid) == record.start_ticks

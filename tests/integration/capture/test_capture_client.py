@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pyarrow as pa
-from collector_harness import CollectorProcess, Devices, read_topic, start_collector
+from collector_harness import CollectorProcess, Devices, read_topic, start_collector, wait_ready
 
 from robolake.capture.client import CaptureClient
 from robolake.capture.retry import Backoff
@@ -50,20 +50,6 @@ def _kafka_view(records: list) -> tuple[set[tuple[str, int]], list[dict]]:  # ty
 
 def _expected(spool_completion: dict) -> set[tuple[str, int]]:  # type: ignore[type-arg]
     return {(s, q) for s, c in spool_completion["streams"].items() for q in range(c["chunks"])}
-
-
-async def _wait_ready(base: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"collector at {base} not ready")
 
 
 async def test_client_records_an_episode_into_kafka(
@@ -109,7 +95,7 @@ async def test_collector_killed_mid_upload_the_client_retries_and_nothing_is_los
 ) -> None:
     first = collector_process()
     port = first.base.rsplit(":", 1)[1]
-    await _wait_ready(first.base)
+    await wait_ready(first.base)
     episode = _long_episode(21)
     async with aiohttp.ClientSession() as session:
         backoff = Backoff(base=0.1, cap=1.0)
@@ -175,7 +161,7 @@ async def test_client_killed_mid_upload_resumes_from_its_spool(
     tmp_path: Path,
 ) -> None:
     collector = collector_process()
-    await _wait_ready(collector.base)
+    await wait_ready(collector.base)
     episode = _long_episode(22)
     folder = tmp_path / "recorded"
     _write_episode_dir(episode, folder)
@@ -270,7 +256,7 @@ async def test_spool_full_while_offline_then_resume_uploads_everything(
         spool.save(journal)
 
         collector = collector_process("--port", str(port))  # the later --port wins
-        await _wait_ready(f"http://127.0.0.1:{port}")
+        await wait_ready(f"http://127.0.0.1:{port}")
         outcomes = await client.resume()
     assert collector.stop() == 0
     records = await read_topic(

@@ -25,36 +25,13 @@ from collector_harness import (
     chunk_headers,
     register,
     start_collector,
+    wait_ready,
 )
 
 from robolake.collector.settings import CollectorSettings
 from robolake.endpoints import Endpoints
 from robolake.episode.synthetic import SyntheticEpisode
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def _ready(
-    base: str, process: CollectorProcess, ssl_context: ssl.SSLContext | None = None
-) -> None:
-    deadline = time.monotonic() + 60
-    connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context else None
-    async with aiohttp.ClientSession(connector=connector) as session:
-        while time.monotonic() < deadline:
-            assert process.proc.poll() is None, process.log()
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(process.log())
+from robolake.stack.process import rss_mib
 
 
 async def test_slow_loris_body_gets_408_and_frees_its_reservation(
@@ -101,14 +78,14 @@ async def test_thousands_of_idle_connections_do_not_stop_uploads(
     episode: SyntheticEpisode,
 ) -> None:
     process = collector_process()
-    await _ready(process.base, process)
+    await wait_ready(process.base, process)
     host, port = process.base.removeprefix("http://").split(":")
-    baseline = _rss_mib(process.proc.pid)
+    baseline = rss_mib(process.proc.pid)
     idle = []
     for _ in range(2000):
         idle.append(await asyncio.open_connection(host, int(port)))
     await asyncio.sleep(1.0)
-    with_idle = _rss_mib(process.proc.pid)
+    with_idle = rss_mib(process.proc.pid)
     async with aiohttp.ClientSession() as client:
         ticket = await register(client, process.base, devices.token_a, episode.manifest_bytes())
         stream, seq, data = next(episode.iter_chunks())
@@ -144,7 +121,7 @@ async def test_tls_served_directly_by_the_collector(
     base = process.base.replace("http://", "https://")
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    await _ready(base, process, client_ctx)
+    await wait_ready(base, process, ssl_context=client_ctx)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as client:
         ticket = await register(client, base, devices.token_a, episode.manifest_bytes())
         stream, seq, data = next(episode.iter_chunks())
@@ -169,7 +146,7 @@ async def test_tokens_tickets_and_secrets_never_reach_logs_or_metrics(
     stack_endpoints: Endpoints,
 ) -> None:
     process = collector_process()
-    await _ready(process.base, process)
+    await wait_ready(process.base, process)
     async with aiohttp.ClientSession() as client:
         ticket = await register(client, process.base, devices.token_a, episode.manifest_bytes())
         episode_url = f"{process.base}/v1/episodes/{episode.manifest.episode_id}"

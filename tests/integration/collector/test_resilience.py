@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import aiohttp
 from aiohttp import ClientSession
@@ -22,13 +21,14 @@ from collector_harness import (
     read_topic,
     register,
     start_collector,
+    wait_ready,
 )
 
 from robolake.collector.settings import CollectorSettings
 from robolake.endpoints import Endpoints
 from robolake.episode.records import parse_record
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
-from robolake.stack.process import ProcessRecord, stop
+from robolake.stack.process import ProcessRecord, rss_mib, stop
 from robolake.stack.stack import Stack
 
 
@@ -137,28 +137,6 @@ async def test_broker_down_gives_503_then_recovers_without_losing_acknowledged_c
     assert not lost
 
 
-async def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def _wait_ready(base: str, process: CollectorProcess, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with ClientSession() as client:
-        while time.monotonic() < deadline:
-            assert process.proc.poll() is None, process.log()
-            try:
-                async with client.get(f"{base}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"collector not ready:\n{process.log()}")
-
-
 async def test_memory_stays_bounded_with_hundreds_of_concurrent_uploads(
     collector_process: Callable[..., CollectorProcess],
     stack_endpoints: Endpoints,
@@ -168,7 +146,7 @@ async def test_memory_stays_bounded_with_hundreds_of_concurrent_uploads(
     cap = 16 * 1024 * 1024
     uploads = 300
     process = collector_process("--inflight-bytes", str(cap))
-    await _wait_ready(process.base, process)
+    await wait_ready(process.base, process)
     episode = generate_episode(
         SyntheticSpec(seed=5, duration_s=4.0, cameras=("head",), device_id="dev-a",
                       capture_point_id="cp-a")
@@ -176,7 +154,7 @@ async def test_memory_stays_bounded_with_hundreds_of_concurrent_uploads(
     stream = "cam_head"
     data = episode.chunks(max_chunk_bytes=1024 * 1024)[stream][0]
     statuses: list[int] = []
-    peak = 0
+    peak = 0.0
     connector = aiohttp.TCPConnector(limit=uploads)
     async with ClientSession(connector=connector) as client:
         ticket = await register(client, process.base, devices.token_a, episode.manifest_bytes())
@@ -185,13 +163,13 @@ async def test_memory_stays_bounded_with_hundreds_of_concurrent_uploads(
         assert await put_with_retries(
             client, url0, data, headers, deadline=time.monotonic() + 30, statuses=[]
         )
-        baseline = await _rss_kib(process.proc.pid)
+        baseline = rss_mib(process.proc.pid)
         done = asyncio.Event()
 
         async def sample() -> None:
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, await _rss_kib(process.proc.pid))
+                peak = max(peak, rss_mib(process.proc.pid))
                 await asyncio.sleep(0.02)
 
         sampler = asyncio.create_task(sample())
@@ -213,12 +191,12 @@ async def test_memory_stays_bounded_with_hundreds_of_concurrent_uploads(
         done.set()
         await sampler
     assert process.stop() == 0, process.log()
-    growth_mib = (peak - baseline) / 1024
+    growth_mib = peak - baseline
     refused = sum(s == 503 for s in statuses)
     print(
         f"concurrency: uploads={uploads} x {len(data) / 2**20:.2f} MiB, cap={cap / 2**20:.0f} MiB, "
         f"acknowledged={sum(results)}, 503 refusals={refused}, RSS baseline="
-        f"{baseline / 1024:.0f} MiB peak={peak / 1024:.0f} MiB growth={growth_mib:.0f} MiB"
+        f"{baseline:.0f} MiB peak={peak:.0f} MiB growth={growth_mib:.0f} MiB"
     )
     assert all(results)
     assert refused > 0  # the cap was reached and answered with 503, not buffered
@@ -238,7 +216,7 @@ async def test_sigterm_during_uploads_loses_nothing_acknowledged(
     episode: SyntheticEpisode,
 ) -> None:
     process = collector_process("--drain-seconds", "20")
-    await _wait_ready(process.base, process)
+    await wait_ready(process.base, process)
     chunks = list(episode.iter_chunks(max_chunk_bytes=128 * 1024))
     acked: set[tuple[str, int]] = set()
     outcomes: list[str] = []
