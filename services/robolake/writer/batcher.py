@@ -31,7 +31,8 @@ class ShardGroup:
 
     stream_type: StreamType
     date: dt.date
-    tables: list[pa.Table] = field(default_factory=list)
+    #: Shard rows of each chunk, keyed by (episode_id, stream, seq) to order them at the flush.
+    tables: list[tuple[tuple[str, str, int], pa.Table]] = field(default_factory=list)
     episodes: set[str] = field(default_factory=set)
     nbytes: int = 0
     rows: int = 0
@@ -68,6 +69,8 @@ class PartitionBuffer:
         stream_type: StreamType,
         date: dt.date,
         episode_id: str,
+        stream: str,
+        seq: int,
         rows: pa.Table,
         nbytes: int,
     ) -> None:
@@ -76,7 +79,7 @@ class PartitionBuffer:
         group = self.groups.get((stream_type.key, date))
         if group is None:
             group = self.groups[(stream_type.key, date)] = ShardGroup(stream_type, date)
-        group.tables.append(rows)
+        group.tables.append(((episode_id, stream, seq), rows))
         group.episodes.add(episode_id)
         group.nbytes += nbytes
         group.rows += rows.num_rows

@@ -278,6 +278,8 @@ class PartitionWriter:
             stream_type=stream_type,
             date=episode_date(meta.episode_id),
             episode_id=meta.episode_id,
+            stream=meta.stream,
+            seq=meta.seq,
             rows=rows,
             nbytes=len(value),
         )
@@ -355,6 +357,9 @@ class PartitionWriter:
         for group in self.buffer.groups.values():
             key = shard_path(group.stream_type, group.date, self.topic, self.partition, position)
             data, count = encode_shard(group.tables, group.stream_type)
+            # The rows are in the file bytes now, which a retry re-uploads as they are; let the
+            # decoded chunks go so that a flush does not hold its data twice.
+            group.tables.clear()
             files.append(FlushFile(key, data, group.stream_type.key, count))
             for episode_id in group.episodes:
                 self.episodes[episode_id].shard_files.add(key)

@@ -3,6 +3,11 @@
 The contract module owns the layout (paths, columns, sort order, compression, row group
 target); this module only turns buffered tables into file bytes. Files are built in memory:
 a flush is bounded by the size target, and the bytes go straight to a (multipart) upload.
+
+No row is copied before encoding: the buffered chunks are put in the contract's order as whole
+chunks (:func:`~robolake.episode.shards.concat_in_order`), so a flush holds its buffered chunks
+and the Parquet bytes, nothing more. Sorting rows (``take``) instead cost more CPU than
+everything else the writer does together, and a second copy of the shard in memory.
 """
 
 from __future__ import annotations
@@ -11,23 +16,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robolake.episode.shards import (
+    concat_in_order,
     parquet_write_options,
     rows_per_row_group,
     shard_schema,
-    sort_shard,
 )
 from robolake.episode.stream_types import StreamType
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
-def encode_shard(tables: list[pa.Table], stream_type: StreamType) -> tuple[bytes, int]:
-    """One shard file from the buffered rows of one stream type: sorted, zstd, sized row groups.
+def encode_shard(
+    chunks: list[tuple[tuple[str, str, int], pa.Table]], stream_type: StreamType
+) -> tuple[bytes, int]:
+    """One shard file from the buffered rows of one stream type, each chunk keyed by
+    (episode_id, stream, seq): in contract order, zstd, sized row groups.
 
     Returns the file bytes and the number of rows.
     """
-    schema = shard_schema(stream_type)
-    table = sort_shard(pa.concat_tables(tables).cast(schema))
+    table = concat_in_order(chunks).cast(shard_schema(stream_type))
     return encode_parquet(table), table.num_rows
 
 

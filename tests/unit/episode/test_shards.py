@@ -6,12 +6,14 @@ import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from robolake.episode.chunks import decode_chunk
 from robolake.episode.ids import episode_date
 from robolake.episode.shards import (
     SORT_KEYS,
+    concat_in_order,
     episodes_index,
     index_path,
     lerobot_renames,
@@ -80,8 +82,32 @@ def test_shard_rows_written_and_read_back(episode: SyntheticEpisode, tmp_path: P
     assert column.statistics is None  # no statistics for encoded media
     sorting = metadata.row_group(0).sorting_columns
     assert [shard.schema.names[s.column_index] for s in sorting] == list(SORT_KEYS)
-    t = back.column("t_ns").to_pylist()
-    assert t == sorted(t)
+    keys = list(zip(*(back.column(k).to_pylist() for k in SORT_KEYS), strict=True))
+    assert keys == sorted(keys)
+    for camera in cameras:  # each stream in time order
+        t = back.filter(pc.equal(back.column("stream"), camera)).column("t_ns").to_pylist()
+        assert t == sorted(t)
+
+
+def test_chunks_concatenated_in_order_equal_a_row_sort(episode: SyntheticEpisode) -> None:
+    chunks = episode.chunks(64 * 1024)
+    keyed = []
+    for stream in ("cam_wrist_left", "cam_head"):  # two streams of one type: one shard
+        decl = episode.manifest.stream(stream)
+        for seq, data in enumerate(chunks[stream]):
+            rows = to_shard_rows(
+                decode_chunk(data),
+                decl.stream_type,
+                episode_id=episode.manifest.episode_id,
+                capture_point_id=episode.manifest.capture_point_id,
+                stream=stream,
+                seq=seq,
+            )
+            keyed.append(((episode.manifest.episode_id, stream, seq), rows))
+    keyed.reverse()  # arrival order must not matter
+    ordered = concat_in_order(keyed)
+    assert ordered.column("data").num_chunks == len(keyed)  # no copy: the chunks are the pieces
+    assert ordered.equals(sort_shard(ordered))
 
 
 def test_row_group_sizing() -> None:
