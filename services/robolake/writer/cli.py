@@ -35,5 +35,21 @@ def _writer(args: argparse.Namespace) -> int:
 
     settings = WriterSettings.from_args(args)
     endpoints = Endpoints.from_env()
+    _use_system_allocator()
     asyncio.run(serve(settings, endpoints))
     return 0
+
+
+def _use_system_allocator() -> None:
+    """Arrow allocations through malloc rather than pyarrow's default mimalloc pool.
+
+    Measured with ``make bench``'s writer drain (1 GB, 512 MiB cap): peak RSS 717-840 MiB with
+    the system allocator against 800-907 MiB with mimalloc, which keeps freed shard-sized
+    blocks; throughput unchanged within noise. ``ARROW_DEFAULT_MEMORY_POOL`` still wins.
+    """
+    import os
+
+    import pyarrow as pa
+
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())

@@ -15,11 +15,16 @@ member still owns it; on assignment the new partitions stay paused until their r
 uncommitted objects, load the committed state, seek to the committed offset) is done. A lock
 keeps rebalance callbacks and the loop from touching partition state at the same time.
 
+Flushes run beside the loop (one in flight per partition, partitions concurrently): while a
+flush is encoded its partition's records wait; while it uploads they go on into the next
+buffer, so consumption does not stop for storage round trips.
+
 Backpressure: when storage fails, :class:`~robolake.writer.errors.StorageUnavailable` pauses
 every partition (the consumer keeps polling, so it stays in the group), the prepared flush is
 kept and retried with exponential backoff, nothing is committed; on success consumption resumes.
-Memory is capped by flushing the largest buffer early once the process holds
-``max_buffer_bytes``.
+Memory is capped: once buffered chunks plus prepared flushes reach
+``WriterSettings.memory_limit_bytes`` the largest idle buffer is flushed early, and when every
+buffer is already flushing the loop waits for one.
 """
 
 from __future__ import annotations
@@ -84,6 +89,14 @@ class Writer:
         self.policy = FlushPolicy(settings.flush_bytes, settings.flush_age_s)
         self.partitions: dict[TopicPartition, PartitionWriter] = {}
         self._recovering: set[TopicPartition] = set()
+        #: The flush task of each partition that has one in flight.
+        self._inflight: dict[TopicPartition, asyncio.Task[bool]] = {}
+        #: Partitions whose flush is being encoded: their records wait.
+        self._preparing: set[TopicPartition] = set()
+        #: One flush encoded at a time: encoding is CPU-bound (parallel encodes gained nothing
+        #: on two cores) and each holds its Parquet bytes beside its chunks until it returns,
+        #: which the memory limit budgets once.
+        self._encoding = asyncio.Semaphore(1)
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._retry_at: float | None = None  # monotonic; set while storage is failing
@@ -102,7 +115,7 @@ class Writer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_RECORD_BYTES,
-            fetch_max_bytes=max(2 * MAX_RECORD_BYTES, min(64 * 2**20, s.max_buffer_bytes // 4)),
+            fetch_max_bytes=s.fetch_bytes,
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(s.session_timeout_s * 100)),
             max_poll_interval_ms=600_000,
@@ -128,6 +141,8 @@ class Writer:
             async with self._lock:
                 for writer in list(self.partitions.values()):
                     await self._hand_over(writer, "shutdown")
+                for tp in list(self._inflight):
+                    await self._settle(tp)
                 self.partitions.clear()
             await consumer.stop()
             self._consumer = None
@@ -161,12 +176,15 @@ class Writer:
         If storage stays down, the partition is given up uncommitted: its next owner deletes
         whatever this flush uploaded and replays it, so this loses nothing.
         """
+        await self._settle(TopicPartition(writer.topic, writer.partition))
         deadline = time.monotonic() + max(10.0, 3 * self.settings.max_backoff_s)
         delay = 0.5
         while True:
             try:
                 if await self._flush(writer, reason, pause_on_failure=False):
-                    return
+                    if writer.pending is None and writer.buffer.empty:
+                        return
+                    continue  # the flush before was still pending; now the rest
             except PartitionLost:
                 return
             if time.monotonic() >= deadline:
@@ -232,8 +250,14 @@ class Writer:
         consumer = self._consumer
         assert consumer is not None
         writer = self.partitions.get(tp)
-        if writer is None or writer.pending is not None:
-            # Revoked, still recovering, or waiting for storage: read these again later.
+        if (
+            writer is None
+            or tp in self._preparing
+            or (writer.pending is not None and tp not in self._inflight)
+        ):
+            # Revoked, still recovering, its flush being encoded (the encoder reads the
+            # partition's state), or waiting for storage: read these again later. While a
+            # prepared flush only uploads, records go on into the partition's next buffer.
             if tp in consumer.assignment() and records:
                 consumer.seek(tp, records[0].offset)
             return
@@ -248,34 +272,96 @@ class Writer:
     # -- flushing --------------------------------------------------------------------------
 
     async def _flush_due(self) -> None:
+        """Start the flushes that are due, in the background; hold the loop only at the cap.
+
+        A partition has at most one flush in flight (its checkpoint chain needs them in
+        order); partitions flush concurrently, and consumption goes on while flushes upload.
+        Once the process holds its memory limit, the largest partition without a flush in
+        flight is flushed early; if every buffer is already flushing, the loop waits for one
+        to finish -- that wait is the backpressure on consumption.
+        """
+        self._reap()
         if self._storage_paused():
             return
         now = self.clock()
-        for writer in list(self.partitions.values()):
-            reason = writer.due(now)
-            if reason is not None and not await self._flush_or_drop(writer, reason):
-                return
-        while True:
-            writers = list(self.partitions.values())
-            total = sum(w.buffer.nbytes for w in writers)
-            if total < self.settings.max_buffer_bytes or not writers:
-                return
-            largest = max(writers, key=lambda w: w.buffer.nbytes)
-            if largest.buffer.nbytes == 0 or not await self._flush_or_drop(largest, "memory"):
+        for tp, writer in list(self.partitions.items()):
+            if tp not in self._inflight:
+                reason = writer.due(now)
+                if reason is not None:
+                    self._start_flush(tp, writer, reason)
+        limit = self.settings.memory_limit_bytes
+        while self._held_bytes() >= limit and not self._storage_paused():
+            idle = [
+                (tp, w)
+                for tp, w in self.partitions.items()
+                if tp not in self._inflight and not w.buffer.empty
+            ]
+            if idle:
+                tp, writer = max(idle, key=lambda item: item[1].buffer.nbytes)
+                self._start_flush(tp, writer, "memory")
+            elif self._inflight:
+                await asyncio.wait(list(self._inflight.values()), return_when="FIRST_COMPLETED")
+                self._reap()
+            else:
                 return
 
-    async def _flush_or_drop(self, writer: PartitionWriter, reason: FlushReason) -> bool:
+    def _held_bytes(self) -> int:
+        return sum(w.held_bytes for w in self.partitions.values())
+
+    def _start_flush(
+        self, tp: TopicPartition, writer: PartitionWriter, reason: FlushReason
+    ) -> None:
+        self._preparing.add(tp)
+        self._inflight[tp] = asyncio.create_task(
+            self._background_flush(tp, writer, reason), name=f"flush {tp.topic}[{tp.partition}]"
+        )
+
+    async def _background_flush(
+        self, tp: TopicPartition, writer: PartitionWriter, reason: FlushReason
+    ) -> bool:
         try:
-            return await self._flush(writer, reason, pause_on_failure=True)
+            return await self._flush(writer, reason, pause_on_failure=True, tp=tp)
         except PartitionLost:
             return True
+        finally:
+            self._preparing.discard(tp)
+
+    def _reap(self) -> None:
+        """Forget finished flush tasks; a flush that raised (a bug) stops the writer."""
+        for tp, task in list(self._inflight.items()):
+            if task.done():
+                del self._inflight[tp]
+                task.result()
+
+    async def _settle(self, tp: TopicPartition) -> None:
+        """Wait for the partition's flush in flight, if any (its outcome is in its state)."""
+        task = self._inflight.pop(tp, None)
+        if task is not None:
+            await asyncio.wait([task])
+            task.result()
 
     async def _flush(
-        self, writer: PartitionWriter, reason: FlushReason, *, pause_on_failure: bool
+        self,
+        writer: PartitionWriter,
+        reason: FlushReason,
+        *,
+        pause_on_failure: bool,
+        tp: TopicPartition | None = None,
     ) -> bool:
-        """Store and commit one flush. False if storage failed (the flush stays pending)."""
+        """Store and commit one flush. False if storage failed (the flush stays pending).
+
+        ``tp`` given: the flush runs beside the loop, which holds that partition's records
+        back until the flush is prepared.
+        """
         began = time.perf_counter()
-        flush = writer.pending or await asyncio.to_thread(writer.prepare, reason)
+        try:
+            flush = writer.pending
+            if flush is None:
+                async with self._encoding:
+                    flush = await asyncio.to_thread(writer.prepare, reason)
+        finally:
+            if tp is not None:
+                self._preparing.discard(tp)
         if flush is None:
             return True
         try:
@@ -400,7 +486,7 @@ class Writer:
         consumer = self._consumer
         if consumer is None:
             return
-        self.metrics.buffered_bytes.set(sum(w.buffer.nbytes for w in self.partitions.values()))
+        self.metrics.buffered_bytes.set(self._held_bytes())
         for tp, writer in self.partitions.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:

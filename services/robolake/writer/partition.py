@@ -336,6 +336,11 @@ class PartitionWriter:
             return "timeout"
         return None
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes this partition keeps in memory: buffered chunks and a prepared flush's files."""
+        return self.buffer.nbytes + (self.pending.nbytes if self.pending is not None else 0)
+
     def position(self) -> int | None:
         """First offset of the next flush: the buffer's first, else the committed offset."""
         return self.buffer.first_offset if not self.buffer.empty else self.committed
@@ -401,6 +406,10 @@ class PartitionWriter:
             index_incomplete=incomplete,
             buffered_bytes=self.buffer.nbytes,
         )
+        if commit_to is not None:
+            # Records after the flush go to a fresh buffer while the flush uploads; the
+            # checkpoint above already holds the episode state as of the flush's last offset.
+            self.buffer = PartitionBuffer()
         return self.pending
 
     def _forget(self, now: float) -> None:
@@ -428,10 +437,9 @@ class PartitionWriter:
                 del self.episodes[episode_id]
 
     def finished(self, flush: PreparedFlush) -> None:
-        """The flush is stored and committed: start a new buffer after it."""
+        """The flush is stored and committed (its buffer was let go at :meth:`prepare`)."""
         if flush.commit_to is not None:
             self.committed = flush.commit_to
-            self.buffer = PartitionBuffer()
         self.pending = None
         self.last_checkpoint = flush.checkpoint.key
 

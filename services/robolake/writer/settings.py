@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from robolake.episode.topics import CHUNK_TOPIC, DEAD_LETTER_TOPIC
+from robolake.episode.topics import CHUNK_TOPIC, DEAD_LETTER_TOPIC, MAX_RECORD_BYTES
 from robolake.writer.errors import WriterError
 
 ENV_CHUNK_TOPIC: Final = "ROBOLAKE_CHUNK_TOPIC"
@@ -28,9 +28,10 @@ DEFAULT_GROUP: Final = "robolake-writer"
 class WriterSettings:
     """Everything one writer process needs besides the endpoints.
 
-    Sizes are bytes of buffered chunk payload (the Arrow bytes devices sent), which is what the
-    process holds in memory; writing a flush briefly needs up to about twice the largest stream
-    type's share of it (sorted copy + Parquet bytes), so ``max_buffer_bytes`` should leave room.
+    Sizes are bytes of chunk payload (the Arrow bytes devices sent) and of encoded shards, which
+    is what the process holds in memory. ``max_buffer_bytes`` bounds all of it: buffered chunks,
+    flushes prepared and uploading, and the Parquet bytes of the flush being encoded (see
+    :attr:`memory_limit_bytes`).
     """
 
     topic: str = CHUNK_TOPIC
@@ -40,7 +41,7 @@ class WriterSettings:
     flush_bytes: int = 128 * MIB
     #: Flush a partition when its oldest buffered record is this old (seconds, wall clock).
     flush_age_s: float = 60.0
-    #: Cap on buffered bytes of the whole process; reaching it flushes the largest partition.
+    #: Cap on the data the process holds (buffers + flushes in progress); see memory_limit_bytes.
     max_buffer_bytes: int = 512 * MIB
     #: Keep an indexed episode's chunk keys this long to drop late retries (seconds).
     dedup_window_s: float = 3600.0
@@ -71,6 +72,21 @@ class WriterSettings:
             )
         if self.flush_age_s <= 0 or self.tick_s <= 0:
             raise WriterError("flush age and tick must be positive seconds")
+
+    @property
+    def fetch_bytes(self) -> int:
+        """Most bytes one Kafka fetch brings (records read ahead of the loop): an eighth of the
+        cap, at most 64 MiB, at least two records of the largest size."""
+        return max(2 * MAX_RECORD_BYTES, min(64 * MIB, self.max_buffer_bytes // 8))
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        """Held bytes (buffered chunks + prepared flushes) at which the largest buffer is flushed
+        early: the cap less one flush (the room encoding a flush needs for its Parquet bytes
+        next to its chunks) and less one fetch read ahead. So the process's data stays within
+        ``max_buffer_bytes``."""
+        rest = self.max_buffer_bytes - self.flush_bytes - self.fetch_bytes
+        return max(rest, self.max_buffer_bytes // 4)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> WriterSettings:
@@ -136,8 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-buffer-bytes", type=parse_size,
         default=_env("ROBOLAKE_WRITER_MAX_BUFFER_BYTES", "512MiB"),
-        help="cap on bytes buffered by the process; reaching it flushes the largest partition "
-        "early (env ROBOLAKE_WRITER_MAX_BUFFER_BYTES, default 512MiB)",
+        help="cap on the data the process holds: buffered chunks plus flushes being encoded "
+        "and uploaded; nearing it flushes the largest partition early "
+        "(env ROBOLAKE_WRITER_MAX_BUFFER_BYTES, default 512MiB)",
     )  # fmt: skip
     parser.add_argument(
         "--dedup-window", type=float, default=float(_env("ROBOLAKE_WRITER_DEDUP_WINDOW", "3600")),

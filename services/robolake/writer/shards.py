@@ -12,6 +12,8 @@ everything else the writer does together, and a second copy of the shard in memo
 
 from __future__ import annotations
 
+import io
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,11 +43,13 @@ def encode_shard(
 def encode_parquet(table: pa.Table) -> bytes:
     """Parquet bytes of ``table`` with the shard contract's options and row-group size."""
     average = table.nbytes / table.num_rows if table.num_rows else 1.0
-    sink = pa.BufferOutputStream()
+    # Into a BytesIO, whose getvalue() hands over its bytes without the copy that turning an
+    # Arrow buffer into bytes costs (one whole shard less in memory per flush).
+    sink = io.BytesIO()
     pq.write_table(
         table,
         sink,
         row_group_size=rows_per_row_group(average),
         **parquet_write_options(table.schema),
     )
-    return bytes(sink.getvalue())
+    return sink.getvalue()

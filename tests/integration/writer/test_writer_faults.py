@@ -49,9 +49,11 @@ async def test_kill_9_mid_flush_then_restart_gives_exactly_the_same_rows(
     produced = Produced()
     try:
         await _produce(endpoints, kafka_topic, range(300, 303), produced)
-        # Wait for one committed flush, then for the next flush to be half uploaded.
+        # Wait for one committed flush, then produce more and wait for the next flush to be
+        # half uploaded (the first flush may well have taken everything produced so far).
         await wait_until(lambda: "flushed offsets" in first.log(), timeout=60, what="a flush")
         seen = first.log().count("fault injection")
+        await _produce(endpoints, kafka_topic, range(303, 306), produced)
         await wait_until(
             lambda: first.log().count("fault injection") > seen,
             timeout=60,
