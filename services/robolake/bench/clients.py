@@ -4,6 +4,8 @@
   aiokafka (what the collector uses) against confluent-kafka (librdkafka), if installed.
 - Shard uploads: the ``minio`` client's ``put_object`` (what the writer uses) against pyarrow's
   S3 filesystem writing the same objects.
+- A sweep of the collector's aiokafka producer settings (``linger_ms`` x ``max_batch_size``, and
+  lz4 compression when available) with per-send ack latency, see :func:`producer_sweep`.
 
 Each figure is MB/s of payload acknowledged/stored, measured back to back in one process.
 """
@@ -12,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.codec import has_lz4
 
 from robolake.bench import ceilings
 from robolake.dataset.storage import s3_filesystem
@@ -120,4 +125,146 @@ async def compare(
     figures += await asyncio.to_thread(
         minio_vs_pyarrow, endpoints, f"bench-{uuid.uuid4().hex[:8]}", 64 << 20, objects
     )
+    return figures
+
+
+#: The grid of :func:`producer_sweep`; the collector's setting (``KafkaSink``) is 5 ms x 1 MiB.
+SWEEP_LINGER_MS = (0, 5, 20)
+SWEEP_BATCH_BYTES = (256 * 1024, 1024 * 1024)
+#: The collector's current setting, which the lz4 run uses (see ``collector/sink.py``).
+COLLECTOR_LINGER_MS = 5
+COLLECTOR_BATCH_BYTES = 1024 * 1024
+#: Sends in flight at once, like that many concurrent device uploads each awaiting its ack.
+SWEEP_IN_FLIGHT = 32
+
+
+@dataclass(frozen=True)
+class SweepFigure:
+    """One producer setting: acknowledged MB/s (10^6 bytes) and per-send ack latency.
+
+    Latency runs from just before ``await producer.send(...)`` (which waits when the partition's
+    batch is full) to the returned future resolving, i.e. what a collector request waits for.
+    """
+
+    linger_ms: int
+    max_batch_size: int
+    compression: str  # "none" or "lz4"
+    records: int
+    record_bytes: int
+    in_flight: int
+    mb_per_s: float
+    ack_p50_ms: float
+    ack_p99_ms: float
+
+
+def lz4_available() -> bool:
+    """Whether aiokafka can compress with lz4 here (it needs the ``cramjam`` package)."""
+    return bool(has_lz4())
+
+
+async def _sweep_point(
+    endpoints: Endpoints,
+    topic: str,
+    payload: bytes,
+    *,
+    records: int,
+    linger_ms: int,
+    max_batch_size: int,
+    compression: str | None,
+    in_flight: int,
+) -> SweepFigure:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=endpoints.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_RECORD_BYTES,
+        max_batch_size=max_batch_size,
+        linger_ms=linger_ms,
+        compression_type=compression,
+    )
+    await producer.start()
+    latencies: list[float] = []
+    issued = 0
+
+    async def sender() -> None:
+        nonlocal issued
+        while issued < records:
+            index = issued
+            issued += 1
+            began = time.perf_counter()
+            future = await producer.send(topic, payload, key=str(index % 64).encode())
+            await future
+            latencies.append(time.perf_counter() - began)
+
+    try:
+        # One acknowledged record first, untimed: metadata and connections to every leader.
+        await producer.send_and_wait(topic, payload, key=b"warm-up")
+        began = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(in_flight, records)):
+                group.create_task(sender())
+        seconds = time.perf_counter() - began
+    finally:
+        await producer.stop()
+    latencies.sort()
+    return SweepFigure(
+        linger_ms=linger_ms,
+        max_batch_size=max_batch_size,
+        compression=compression or "none",
+        records=records,
+        record_bytes=len(payload),
+        in_flight=in_flight,
+        mb_per_s=len(payload) * records / 1e6 / seconds,
+        ack_p50_ms=statistics.median(latencies) * 1000,
+        ack_p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    )
+
+
+async def producer_sweep(
+    endpoints: Endpoints,
+    topic: str,
+    *,
+    records: int,
+    record_bytes: int = 1024 * 1024,
+    in_flight: int = SWEEP_IN_FLIGHT,
+    progress: Callable[[str], None] | None = None,
+) -> list[SweepFigure]:
+    """aiokafka producer MB/s and ack latency over ``SWEEP_LINGER_MS`` x ``SWEEP_BATCH_BYTES``,
+    then lz4 at the collector's setting if aiokafka can use lz4 (else skipped: ``progress`` is
+    told why, and the list has only the 6 uncompressed figures; see :func:`lz4_available`).
+
+    The collector's durability settings throughout: ``acks="all"``, idempotent,
+    ``max_request_size=MAX_RECORD_BYTES``. Each setting gets a fresh producer and exactly
+    ``records`` sends of ``record_bytes`` random (incompressible, like JPEG) bytes, at most
+    ``in_flight`` awaiting their ack at once, plus one untimed warm-up record.
+    """
+    if records < 1:
+        raise ValueError("records must be >= 1")
+    say = progress or (lambda _message: None)
+    payload = os.urandom(record_bytes)
+    plan: list[tuple[int, int, str | None]] = [
+        (linger, batch, None) for linger in SWEEP_LINGER_MS for batch in SWEEP_BATCH_BYTES
+    ]
+    if lz4_available():
+        plan.append((COLLECTOR_LINGER_MS, COLLECTOR_BATCH_BYTES, "lz4"))
+    else:
+        say("lz4 not available to aiokafka (needs `pip install cramjam`); skipping the lz4 run")
+    figures = []
+    for linger, batch, compression in plan:
+        say(
+            f"producer sweep: linger_ms={linger} max_batch_size={batch >> 10} KiB "
+            f"compression={compression or 'none'}, {records} records"
+        )
+        figures.append(
+            await _sweep_point(
+                endpoints,
+                topic,
+                payload,
+                records=records,
+                linger_ms=linger,
+                max_batch_size=batch,
+                compression=compression,
+                in_flight=in_flight,
+            )
+        )
     return figures

@@ -122,6 +122,74 @@ class CollectorFigures:
     errors: int
 
 
+@dataclass
+class UploadTally:
+    """What device upload loops saw: acknowledged payload bytes, ack latencies (s), refusals."""
+
+    sent: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+async def device_uploads(
+    session: aiohttp.ClientSession,
+    base: str,
+    index: int,
+    token: str,
+    *,
+    chunk_bytes: int,
+    deadline: float,
+    tally: UploadTally,
+) -> None:
+    """One device's closed loop against the collector at ``base``: register a synthetic episode
+    (device ``bench-dev-{index:03d}``), then PUT its pre-encoded camera chunks back to back until
+    ``deadline`` (``time.monotonic()``), counting into ``tally``."""
+    episode = generate_episode(
+        SyntheticSpec(
+            seed=index,
+            frame_seed=1,
+            duration_s=4.0,
+            device_id=f"bench-dev-{index:03d}",
+            capture_point_id="bench-cp",
+            pose_rate_hz=None,
+        )
+    )
+    chunks = [c for c in episode.iter_chunks(chunk_bytes) if c[0].startswith("cam_")]
+    prepared = [(s, d, checksum(d)) for s, _, d in chunks]
+    auth = {"Authorization": f"Bearer {token}"}
+    async with session.post(
+        f"{base}/v1/episodes",
+        data=episode.manifest_bytes(),
+        headers={**auth, "Content-Type": "application/json"},
+    ) as r:
+        ticket = (await r.json())["ticket"]
+    episode_url = f"{base}/v1/episodes/{episode.manifest.episode_id}"
+    seq = 0
+    while time.monotonic() < deadline:
+        stream, data, digest = prepared[seq % len(prepared)]
+        url = f"{episode_url}/streams/{stream}/chunks/{seq}"
+        began = time.perf_counter()
+        async with session.put(
+            url,
+            data=io.BytesIO(data),
+            expect100=True,
+            headers={
+                **auth,
+                "Upload-Ticket": ticket,
+                "Robolake-Checksum": digest,
+                "Content-Type": "application/vnd.apache.arrow.stream",
+            },
+        ) as r:
+            await r.read()
+            if r.status == 201:
+                tally.latencies.append(time.perf_counter() - began)
+                tally.sent += len(data)
+            else:
+                tally.errors += 1
+                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+        seq += 1
+
+
 async def collector_load(
     endpoints: Endpoints,
     workdir: Path,
@@ -148,75 +216,38 @@ async def collector_load(
         workdir / f"collector-{event_loop}.log",
     )
     base = f"http://127.0.0.1:{port}"
-    latencies: list[float] = []
-    sent = errors = 0
+    tally = UploadTally()
     try:
         await service.ready(f"{base}/readyz")
         service.watch()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=devices)) as session:
-
-            async def device(index: int, deadline: float) -> None:
-                nonlocal sent, errors
-                token = tokens[f"bench-dev-{index:03d}"]
-                episode = generate_episode(
-                    SyntheticSpec(
-                        seed=index,
-                        frame_seed=1,
-                        duration_s=4.0,
-                        device_id=f"bench-dev-{index:03d}",
-                        capture_point_id="bench-cp",
-                        pose_rate_hz=None,
-                    )
-                )
-                chunks = [c for c in episode.iter_chunks(chunk_bytes) if c[0].startswith("cam_")]
-                prepared = [(s, d, checksum(d)) for s, _, d in chunks]
-                auth = {"Authorization": f"Bearer {token}"}
-                async with session.post(
-                    f"{base}/v1/episodes",
-                    data=episode.manifest_bytes(),
-                    headers={**auth, "Content-Type": "application/json"},
-                ) as r:
-                    ticket = (await r.json())["ticket"]
-                episode_url = f"{base}/v1/episodes/{episode.manifest.episode_id}"
-                seq = 0
-                while time.monotonic() < deadline:
-                    stream, data, digest = prepared[seq % len(prepared)]
-                    url = f"{episode_url}/streams/{stream}/chunks/{seq}"
-                    began = time.perf_counter()
-                    async with session.put(
-                        url,
-                        data=io.BytesIO(data),
-                        expect100=True,
-                        headers={
-                            **auth,
-                            "Upload-Ticket": ticket,
-                            "Robolake-Checksum": digest,
-                            "Content-Type": "application/vnd.apache.arrow.stream",
-                        },
-                    ) as r:
-                        await r.read()
-                        if r.status == 201:
-                            latencies.append(time.perf_counter() - began)
-                            sent += len(data)
-                        else:
-                            errors += 1
-                            await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
-                    seq += 1
-
             began = time.monotonic()
             deadline = began + seconds
-            await asyncio.gather(*(device(i, deadline) for i in range(devices)))
+            await asyncio.gather(
+                *(
+                    device_uploads(
+                        session,
+                        base,
+                        i,
+                        tokens[f"bench-dev-{i:03d}"],
+                        chunk_bytes=chunk_bytes,
+                        deadline=deadline,
+                        tally=tally,
+                    )
+                    for i in range(devices)
+                )
+            )
             elapsed = time.monotonic() - began
     finally:
         await service.stop()
-    latencies.sort()
+    latencies = sorted(tally.latencies)
     return CollectorFigures(
-        mb_per_s=sent / 1e6 / elapsed,
+        mb_per_s=tally.sent / 1e6 / elapsed,
         chunks=len(latencies),
         ack_p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
         ack_p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
         peak_rss_mib=service.peak_rss_mib,
-        errors=errors,
+        errors=tally.errors,
     )
 
 

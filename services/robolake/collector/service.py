@@ -73,15 +73,21 @@ async def serve(settings: CollectorSettings, endpoints: Endpoints) -> None:
         ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     site = web.TCPSite(
-        runner, settings.host, settings.port, reuse_address=True, ssl_context=ssl_context
+        runner,
+        settings.host,
+        settings.port,
+        reuse_address=True,
+        reuse_port=settings.reuse_port,
+        ssl_context=ssl_context,
     )
     await site.start()
     metrics.ready.set(1)
     log.info(
-        "collector listening on %s://%s:%d (Kafka %s, topic %s)",
+        "collector listening on %s://%s:%d%s (Kafka %s, topic %s)",
         "https" if ssl_context else "http",
         settings.host,
         settings.port,
+        " with SO_REUSEPORT" if settings.reuse_port else "",
         endpoints.kafka_bootstrap,
         collector.topic,
     )

@@ -14,6 +14,10 @@ from robolake.episode.topics import CHUNK_TOPIC, DEFAULT_MAX_CHUNK_BYTES
 ENV_DEVICES_FILE: Final = "ROBOLAKE_DEVICES_FILE"
 ENV_TICKET_KEY: Final = "ROBOLAKE_TICKET_KEY"
 ENV_CHUNK_TOPIC: Final = "ROBOLAKE_CHUNK_TOPIC"
+ENV_REUSE_PORT: Final = "ROBOLAKE_COLLECTOR_REUSE_PORT"
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 
 
 def default_devices_file() -> Path:
@@ -26,7 +30,17 @@ def default_devices_file() -> Path:
 
 @dataclass(frozen=True)
 class CollectorSettings:
-    """Everything one collector process needs to know besides the endpoints."""
+    """Everything one collector process needs to know besides the endpoints.
+
+    ``reuse_port`` (``--reuse-port``, env ``ROBOLAKE_COLLECTOR_REUSE_PORT``, default off) sets
+    ``SO_REUSEPORT`` on the listening socket, so several collector processes on one host can
+    listen on the same port and the kernel spreads incoming *connections* among them (one
+    process per core, no load balancer in front). A keep-alive connection stays with the
+    process that accepted it. Each process keeps its own state: ``/metrics``, ``/readyz`` and
+    ``/healthz`` on the shared port answer for whichever process the connection landed on, so
+    scrape and probe each process some other way. Off by default: with it, a second collector
+    started by mistake on the same port silently shares the traffic instead of failing to bind.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -45,6 +59,8 @@ class CollectorSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     topic: str = CHUNK_TOPIC
+    #: SO_REUSEPORT on the listening socket: several processes share one port (see above).
+    reuse_port: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CollectorSettings:
@@ -70,11 +86,24 @@ class CollectorSettings:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             topic=args.topic,
+            reuse_port=(
+                _env_flag(ENV_REUSE_PORT) if args.reuse_port is None else bool(args.reuse_port)
+            ),
         )
 
 
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+def _env_flag(name: str) -> bool:
+    """An on/off variable: unset or empty is off; ``1/true/yes/on`` or ``0/false/no/off``."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise CollectorError(f"{name}={os.environ[name]!r}: expected 1/true/yes/on or 0/false/no/off")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,4 +160,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--drain-seconds", type=float,
         default=float(os.environ.get("ROBOLAKE_COLLECTOR_DRAIN_SECONDS", 25.0)),
         help="on SIGTERM, how long in-flight uploads may finish (default 25)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reuse-port", action=argparse.BooleanOptionalAction, default=None,
+        help="set SO_REUSEPORT so several collector processes on this host share --port and "
+        "the kernel spreads connections among them (e.g. one process per core); /metrics and "
+        "/readyz on the shared port then answer for one process only "
+        f"(env {ENV_REUSE_PORT}=1, default off)",
     )  # fmt: skip

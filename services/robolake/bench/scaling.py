@@ -1,0 +1,194 @@
+"""Collector processes per core: N collectors sharing one port with ``--reuse-port``.
+
+The kernel (``SO_REUSEPORT``) spreads the load generator's connections over the processes; the
+figure is the acknowledged payload MB/s summed over all of them, with each process's peak RSS
+and CPU seconds (to see how evenly the connections landed). The load is the closed loop of
+:func:`robolake.bench.pipeline.collector_load` (pre-encoded chunks, one loop per device), run
+in this process, so on a small machine the load generator competes with the collectors for
+cores: compare figures taken on the same machine only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from robolake.bench.pipeline import (
+    TICKET_KEY,
+    CollectorFigures,
+    Service,
+    UploadTally,
+    device_uploads,
+)
+from robolake.collector.devices import DeviceRegistry
+from robolake.endpoints import Endpoints
+from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.provision import TopicSpec, ensure_topics
+from robolake.stack.process import free_port
+
+#: What ``robolake.collector.service.serve`` logs once its socket is listening. With a shared
+#: port, ``/readyz`` answers for whichever process took the connection, so each process's own
+#: log is what says it is up.
+_LISTENING = b"collector listening on"
+_READY_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ScalingFigures(CollectorFigures):
+    """:class:`CollectorFigures` summed over ``processes`` collectors on one port.
+
+    ``mb_per_s``, ``chunks``, the latencies and ``errors`` are over all processes together (as
+    the devices saw them); ``peak_rss_mib`` is the largest single process's peak (comparable to
+    the one-process figure); the per-process lists are in start order.
+    """
+
+    processes: int = 1
+    peak_rss_mib_per_process: list[float] = field(default_factory=list)
+    #: Sum of the per-process peaks: an upper bound of the collectors' memory at any moment.
+    total_peak_rss_mib: float = 0.0
+    #: User + system CPU seconds of each process over its whole life (start, load, drain).
+    cpu_seconds_per_process: list[float] = field(default_factory=list)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from ``/proc`` (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _listening(service: Service, deadline: float) -> None:
+    """Wait until ``service`` logs that it listens; raise with its log if it exits or stalls."""
+    while time.monotonic() < deadline:
+        log = service.log_path.read_bytes() if service.log_path.exists() else b""
+        if _LISTENING in log:
+            return
+        if service.proc.poll() is not None:
+            raise RuntimeError(
+                f"collector pid {service.proc.pid} exited with {service.proc.returncode}:\n"
+                + log.decode(errors="replace")[-3000:]
+            )
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"collector pid {service.proc.pid} not listening after {_READY_TIMEOUT_S} s")
+
+
+async def _stop_all(services: list[Service]) -> None:
+    """SIGTERM every process we started (by its Popen, i.e. its PID) at once so they drain in
+    parallel, wait, and SIGKILL whichever is still running; never raises for a slow process."""
+    for service in services:
+        if service.proc.poll() is None:
+            service.proc.terminate()
+    try:
+        for service in services:
+            try:
+                await asyncio.to_thread(service.proc.wait, _STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                service.proc.kill()
+            await service.stop()  # reaps it and ends its RSS sampler
+    finally:
+        # Also on cancellation (Ctrl-C) or an error above: nothing we started survives us.
+        for service in services:
+            if service.proc.poll() is None:
+                service.proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    service.proc.wait(10)
+
+
+async def collector_processes(
+    endpoints: Endpoints,
+    workdir: Path,
+    *,
+    processes: int,
+    devices: int,
+    seconds: float,
+    chunk_bytes: int,
+    event_loop: str = "asyncio",
+) -> ScalingFigures:
+    """``processes`` collectors with ``--reuse-port`` on one port, ``devices`` closed-loop
+    uploaders for ``seconds`` (the loop of ``collector_load``); every process is stopped on the
+    way out, also on error."""
+    if processes < 1 or devices < 1:
+        raise ValueError("processes and devices must be >= 1")
+    topic = f"bench-scaling-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(
+        endpoints.kafka_bootstrap,
+        [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+    )
+    registry = DeviceRegistry(workdir / "scaling-devices.json")
+    tokens = registry.add_many(
+        [(f"bench-dev-{i:03d}", "bench-cp", "bench-org") for i in range(devices)], replace=True
+    )
+    env = {
+        **os.environ,
+        **endpoints.to_env(),
+        "ROBOLAKE_TICKET_KEY": TICKET_KEY,
+        "ROBOLAKE_DEVICES_FILE": str(registry.path),
+        "ROBOLAKE_CHUNK_TOPIC": topic,
+    }
+    port = free_port()
+    argv = ["collector", "--port", str(port), "--device-rate", "0", "--reuse-port"]
+    argv += ["--event-loop", event_loop]
+    base = f"http://127.0.0.1:{port}"
+    services: list[Service] = []
+    tally = UploadTally()
+    cpu: list[float] = []
+    try:
+        for index in range(processes):
+            log_path = workdir / f"scaling-{processes}x-{event_loop}-{index}.log"
+            services.append(Service.start(argv, env, log_path))
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        for service in services:
+            await _listening(service, deadline)
+            service.watch()
+        await services[0].ready(f"{base}/readyz")  # Kafka connected, HTTP answering
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=devices)) as session:
+            began = time.monotonic()
+            until = began + seconds
+            await asyncio.gather(
+                *(
+                    device_uploads(
+                        session,
+                        base,
+                        i,
+                        tokens[f"bench-dev-{i:03d}"],
+                        chunk_bytes=chunk_bytes,
+                        deadline=until,
+                        tally=tally,
+                    )
+                    for i in range(devices)
+                )
+            )
+            elapsed = time.monotonic() - began
+        dead = [s.proc.pid for s in services if s.proc.poll() is not None]
+        if dead:
+            raise RuntimeError(f"collector processes {dead} exited during the run")
+        cpu = [_cpu_seconds(s.proc.pid) for s in services]
+    finally:
+        await _stop_all(services)
+    latencies = sorted(tally.latencies)
+    peaks = [s.peak_rss_mib for s in services]
+    return ScalingFigures(
+        mb_per_s=tally.sent / 1e6 / elapsed,
+        chunks=len(latencies),
+        ack_p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
+        ack_p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
+        peak_rss_mib=max(peaks),
+        errors=tally.errors,
+        processes=processes,
+        peak_rss_mib_per_process=peaks,
+        total_peak_rss_mib=sum(peaks),
+        cpu_seconds_per_process=cpu,
+    )
