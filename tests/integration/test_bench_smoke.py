@@ -23,7 +23,12 @@ async def test_bench_smoke_measures_every_figure(
         "MinIO PUT MB/s",
         "collector MB/s (acked payload)",
         "writer MB/s (Kafka->Parquet->MinIO)",
-        "e2e MB/s (at half max)",
+        "collector MB/s, 2 processes (uvloop)",
+        "e2e 20 points MB/s (asked 0.5 x max)",
+        "e2e 20 points MB/s (asked 0.25 x max)",
     ):
         assert figures[name]["value"] > 0, figures[name]
-    assert report["raw"]["e2e"]["failed_episodes"] == 0
+    assert report["raw"]["e2e"]["errors"] == {}, report["raw"]["e2e"]
+    assert report["raw"]["e2e"]["chunks"] > 0
+    assert len(report["raw"]["producer_sweep"]) >= 6
+    assert all(point["mb_per_s"] > 0 for point in report["raw"]["producer_sweep"])
