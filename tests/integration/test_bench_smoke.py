@@ -21,9 +21,9 @@ async def test_bench_smoke_measures_every_figure(
         "Kafka ProducerPerformance MB/s",
         "Kafka ConsumerPerformance MB/s",
         "MinIO PUT MB/s",
-        "collector MB/s (acked payload)",
+        "collector MB/s acked, 1 process (uvloop)",
         "writer MB/s (Kafka->Parquet->MinIO)",
-        "collector MB/s, 2 processes (uvloop)",
+        "collector MB/s acked, 2 processes (uvloop)",
         "e2e 20 points MB/s (asked 0.5 x max)",
         "e2e 20 points MB/s (asked 0.25 x max)",
     ):

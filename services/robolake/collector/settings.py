@@ -48,7 +48,9 @@ class CollectorSettings:
     ticket_key: bytes = field(default=b"", repr=False)
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
     max_manifest_bytes: int = 256 * 1024
-    inflight_bytes: int = 256 * 1024 * 1024
+    #: 128 MiB: over a second of what one process acknowledges (~130 MB/s measured), and it
+    #: keeps the process under 300 MB RSS with 1,000 connections open (make bench).
+    inflight_bytes: int = 128 * 1024 * 1024
     device_rate_bytes: float = 64e6
     device_burst_bytes: float = 128e6
     send_timeout: float = 15.0
@@ -127,9 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--inflight-bytes", type=int,
-        default=_env_int("ROBOLAKE_COLLECTOR_INFLIGHT_BYTES", 256 * 1024 * 1024),
+        default=_env_int("ROBOLAKE_COLLECTOR_INFLIGHT_BYTES", CollectorSettings.inflight_bytes),
         help="cap on request bytes held at once; beyond it, 503 + Retry-After "
-        "(env ROBOLAKE_COLLECTOR_INFLIGHT_BYTES, default 256 MiB)",
+        "(env ROBOLAKE_COLLECTOR_INFLIGHT_BYTES, default 128 MiB)",
     )  # fmt: skip
     parser.add_argument(
         "--device-rate", type=float,
