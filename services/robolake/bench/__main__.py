@@ -151,6 +151,16 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             )
         )
     e2e, e2e_quarter = runs
+    rate = max(1.0, maximum * 0.5)
+    _say(f"collector and Kafka only (no writer): {plan['e2e_points']} points at {rate:.1f} MB/s")
+    e2e_alone = await pipeline.end_to_end(
+        endpoints,
+        workdir,
+        capture_points=plan["e2e_points"],
+        rate_mb_s=rate,
+        seconds=plan["e2e_s"],
+        with_writer=False,
+    )
     _say("chunk validation vs production")
     checks = validation.run(repeats=plan["validation_repeats"])
     storage_ceiling = min(consumer.mb_per_s, put.mb_per_s)
@@ -221,6 +231,20 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "",
         ),
         ("e2e ack p99 ms at 0.25 x max", e2e_quarter.ack_p99_ms, 250.0, None, "< 250 ms"),
+        (
+            "ack p99 ms at 0.5 x max, no writer on host",
+            e2e_alone.ack_p99_ms,
+            250.0,
+            None,
+            "< 250 ms",
+        ),
+        (
+            "collector peak RSS MiB (no writer)",
+            e2e_alone.collector_rss_mib,
+            300.0,
+            None,
+            "< 300 MiB",
+        ),
         ("collector peak RSS MiB (e2e)", e2e.collector_rss_mib, 300.0, None, "< 300 MiB"),
         (
             "writer peak RSS MiB (e2e)",
@@ -257,7 +281,8 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
         (
             f
             for f in sweep
-            if (f.linger_ms, f.max_batch_size, f.compression) == (5, 1 << 20, "none")
+            if (f.linger_ms, f.max_batch_size, f.compression)
+            == (clients.COLLECTOR_LINGER_MS, clients.COLLECTOR_BATCH_BYTES, "none")
         ),
         None,
     )
@@ -312,6 +337,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "producer_sweep": [asdict(p) for p in sweep],
             "e2e": asdict(e2e),
             "e2e_quarter": asdict(e2e_quarter),
+            "e2e_no_writer": asdict(e2e_alone),
             "validation": [asdict(c) for c in checks],
             "libraries": [asdict(f) for f in libraries],
         },

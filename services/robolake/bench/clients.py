@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_lz4
 
 from robolake.bench import ceilings
+from robolake.collector.sink import LINGER_MS, MAX_BATCH_BYTES
 from robolake.dataset.storage import s3_filesystem
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import MAX_RECORD_BYTES
@@ -132,8 +133,8 @@ async def compare(
 SWEEP_LINGER_MS = (0, 5, 20)
 SWEEP_BATCH_BYTES = (256 * 1024, 1024 * 1024)
 #: The collector's current setting, which the lz4 run uses (see ``collector/sink.py``).
-COLLECTOR_LINGER_MS = 5
-COLLECTOR_BATCH_BYTES = 1024 * 1024
+COLLECTOR_LINGER_MS = LINGER_MS
+COLLECTOR_BATCH_BYTES = MAX_BATCH_BYTES
 #: Sends in flight at once, like that many concurrent device uploads each awaiting its ack.
 SWEEP_IN_FLIGHT = 32
 

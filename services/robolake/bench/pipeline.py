@@ -557,6 +557,7 @@ async def end_to_end(
     chunk_bytes: int = 1024 * 1024,
     writer_buffer_mib: int = 512,
     writer_nice: int = 0,
+    with_writer: bool = True,
 ) -> EndToEndFigures:
     """``capture_points`` devices, each on its own connection, uploading pre-encoded humanoid
     episodes at their share of ``rate_mb_s`` through a collector and a writer on the local stack.
@@ -582,19 +583,25 @@ async def end_to_end(
     collector = Service.start(
         ["collector", "--port", str(port), "--device-rate", "0"], env, workdir / "e2e-collector.log"
     )
-    writer = Service.start(
-        [
-            "writer",
-            "--metrics-port",
-            str(metrics),
-            "--group",
-            f"bench-{topic}",
-            "--max-buffer-bytes",
-            f"{writer_buffer_mib}MiB",
-        ],
-        env,
-        workdir / "e2e-writer.log",
-        nice=writer_nice,
+    # Without the writer (``with_writer=False``) the chunks stay in Kafka: the run then shows
+    # what the collector and broker alone answer at the same rate on the same cores.
+    writer = (
+        Service.start(
+            [
+                "writer",
+                "--metrics-port",
+                str(metrics),
+                "--group",
+                f"bench-{topic}",
+                "--max-buffer-bytes",
+                f"{writer_buffer_mib}MiB",
+            ],
+            env,
+            workdir / "e2e-writer.log",
+            nice=writer_nice,
+        )
+        if with_writer
+        else None
     )
     template = _Template.build(chunk_bytes)
     tally = UploadTally()
@@ -604,7 +611,8 @@ async def end_to_end(
     try:
         await collector.ready(f"{base}/readyz")
         collector.watch()
-        writer.watch()
+        if writer is not None:
+            writer.watch()
         per_point = rate_mb_s * 1e6 / capture_points
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -639,7 +647,8 @@ async def end_to_end(
             elapsed = time.monotonic() - began
     finally:
         await collector.stop()
-        await writer.stop()
+        if writer is not None:
+            await writer.stop()
     latencies = sorted(tally.latencies)
     lags.sort()
     return EndToEndFigures(
@@ -651,7 +660,7 @@ async def end_to_end(
         ack_p99_ms=_quantile(latencies, 0.99) * 1000,
         start_lag_p99_ms=_quantile(lags, 0.99) * 1000,
         collector_rss_mib=collector.peak_rss_mib,
-        writer_rss_mib=writer.peak_rss_mib,
+        writer_rss_mib=writer.peak_rss_mib if writer is not None else 0.0,
         writer_buffer_cap_mib=writer_buffer_mib,
         errors=errors,
     )

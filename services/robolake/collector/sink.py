@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -62,6 +62,11 @@ class RecordSink(Protocol):
         ...
 
 
+#: The collector's producer settings (the bench's producer sweep reads them from here).
+LINGER_MS: Final = 0
+MAX_BATCH_BYTES: Final = 1024 * 1024
+
+
 class KafkaSink:
     """An idempotent ``acks=all`` aiokafka producer tuned for large, incompressible records.
 
@@ -80,8 +85,8 @@ class KafkaSink:
         *,
         metrics: CollectorMetrics,
         send_timeout: float = 15.0,
-        linger_ms: int = 0,
-        max_batch_size: int = 1024 * 1024,
+        linger_ms: int = LINGER_MS,
+        max_batch_size: int = MAX_BATCH_BYTES,
     ) -> None:
         self._bootstrap = bootstrap
         self._metrics = metrics
