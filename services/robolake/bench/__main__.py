@@ -295,7 +295,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
                 point.mb_per_s,
                 sweep_base.mb_per_s if sweep_base is not None and not in_use else None,
                 None if in_use or sweep_base is None else 0.0,
-                "in use (collector)" if in_use else f"p99 ack {point.ack_p99_ms:.0f} ms",
+                f"{'in use (collector), ' if in_use else ''}p99 ack {point.ack_p99_ms:.0f} ms",
             )
         )
     for check in checks:

@@ -71,12 +71,9 @@ class KafkaSink:
     """An idempotent ``acks=all`` aiokafka producer tuned for large, incompressible records.
 
     No compression: chunks are mostly JPEG/PNG bytes already. ``linger_ms`` is 0: chunk
-    records are ~1 MiB, so waiting to batch them buys nothing and costs latency. Measured by
-    ``make bench`` (aiokafka, acks=all, 32 sends in flight, 1 MiB records): linger 0 ms gave
-    372-418 MB/s at p99 ack 155-166 ms against 403 MB/s at p99 239 ms with linger 5 ms and
-    209-253 MB/s with 20 ms; 1,000 paced capture points at 64 MB/s through the collector:
-    p99 ack 181 ms with linger 0 against 577 ms with linger 5. ``max_request_size`` fits the
-    largest chunk record.
+    records are ~1 MiB, so a batch holds one record and lingering can only add delay; the
+    producer sweep of ``make bench`` found no throughput gain from 5 or 20 ms (numbers in
+    docs/capacity.md). ``max_request_size`` fits the largest chunk record.
     """
 
     def __init__(
