@@ -29,7 +29,12 @@ INDEX_PREFIX: Final = "index/episodes"
 
 
 def s3_filesystem(endpoints: Endpoints) -> pafs.S3FileSystem:
-    """pyarrow's S3 filesystem for the endpoints (path-style addressing, as MinIO wants)."""
+    """pyarrow's S3 filesystem for the endpoints (path-style addressing, as MinIO wants).
+
+    Timeouts are explicit: once in a full test run (2026-11-22) a dataset listing waited
+    forever on an S3 request with the AWS event loop idle; with a request timeout such a request
+    fails and the SDK's retry sends it again instead of hanging the reader.
+    """
     return pafs.S3FileSystem(
         access_key=endpoints.s3_access_key,
         secret_key=endpoints.s3_secret_key,
@@ -37,6 +42,8 @@ def s3_filesystem(endpoints: Endpoints) -> pafs.S3FileSystem:
         scheme="https" if endpoints.s3_secure else "http",
         region=endpoints.s3_region,
         force_virtual_addressing=False,
+        connect_timeout=10.0,
+        request_timeout=120.0,
     )
 
 
