@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from robolake.bench import ceilings, clients, pipeline, scaling, validation
+from robolake.collector.sink import LINGER_MS, MAX_BATCH_BYTES
 from robolake.endpoints import Endpoints
 from robolake.stack.paths import default_state_dir
 from robolake.stack.stack import Stack
@@ -282,7 +283,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             f
             for f in sweep
             if (f.linger_ms, f.max_batch_size, f.compression)
-            == (clients.COLLECTOR_LINGER_MS, clients.COLLECTOR_BATCH_BYTES, "none")
+            == (LINGER_MS, MAX_BATCH_BYTES, "none")
         ),
         None,
     )

@@ -133,8 +133,6 @@ async def compare(
 SWEEP_LINGER_MS = (0, 5, 20)
 SWEEP_BATCH_BYTES = (256 * 1024, 1024 * 1024)
 #: The collector's current setting, which the lz4 run uses (see ``collector/sink.py``).
-COLLECTOR_LINGER_MS = LINGER_MS
-COLLECTOR_BATCH_BYTES = MAX_BATCH_BYTES
 #: Sends in flight at once, like that many concurrent device uploads each awaiting its ack.
 SWEEP_IN_FLIGHT = 32
 
@@ -247,7 +245,7 @@ async def producer_sweep(
         (linger, batch, None) for linger in SWEEP_LINGER_MS for batch in SWEEP_BATCH_BYTES
     ]
     if lz4_available():
-        plan.append((COLLECTOR_LINGER_MS, COLLECTOR_BATCH_BYTES, "lz4"))
+        plan.append((LINGER_MS, MAX_BATCH_BYTES, "lz4"))
     else:
         say("lz4 not available to aiokafka (needs `pip install cramjam`); skipping the lz4 run")
     figures = []

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -97,7 +96,8 @@ class Service:
         raise RuntimeError(f"not ready: {url}")
 
 
-def _env(endpoints: Endpoints, topic: str, devices: Path) -> dict[str, str]:
+def service_env(endpoints: Endpoints, topic: str, devices: Path) -> dict[str, str]:
+    """The environment of a bench service: the stack, the ticket key, devices, the topic."""
     return {
         **os.environ,
         **endpoints.to_env(),
@@ -107,7 +107,7 @@ def _env(endpoints: Endpoints, topic: str, devices: Path) -> dict[str, str]:
     }
 
 
-def bench_episode(seed: int, chunk_bytes: int, seconds: float = 10.0) -> SyntheticEpisode:
+def bench_episode(seed: int, seconds: float = 10.0) -> SyntheticEpisode:
     """The humanoid of the contract: 29 joints, IMU, 3 cameras of 640x480 JPEG at 30 Hz."""
     return generate_episode(
         SyntheticSpec(
@@ -137,6 +137,28 @@ class UploadTally:
     sent: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
+
+    def figures(self, elapsed: float, peak_rss_mib: float) -> CollectorFigures:
+        """MB/s over ``elapsed`` seconds, ack latency quantiles, refusals."""
+        latencies = sorted(self.latencies)
+        return CollectorFigures(
+            mb_per_s=self.sent / 1e6 / elapsed,
+            chunks=len(latencies),
+            ack_p50_ms=_quantile(latencies, 0.5) * 1000,
+            ack_p99_ms=_quantile(latencies, 0.99) * 1000,
+            peak_rss_mib=peak_rss_mib,
+            errors=self.errors,
+        )
+
+
+def chunk_headers(token: str, ticket: str, digest: str) -> dict[str, str]:
+    """The headers of a chunk PUT (schemas/collector.openapi.json)."""
+    return {
+        "Authorization": f"Bearer {token}",
+        "Upload-Ticket": ticket,
+        "Robolake-Checksum": digest,
+        "Content-Type": "application/vnd.apache.arrow.stream",
+    }
 
 
 async def device_uploads(
@@ -181,12 +203,7 @@ async def device_uploads(
             url,
             data=io.BytesIO(data),
             expect100=True,
-            headers={
-                **auth,
-                "Upload-Ticket": ticket,
-                "Robolake-Checksum": digest,
-                "Content-Type": "application/vnd.apache.arrow.stream",
-            },
+            headers=chunk_headers(token, ticket, digest),
         ) as r:
             await r.read()
             if r.status == 201:
@@ -213,50 +230,59 @@ async def collector_load(
         endpoints.kafka_bootstrap,
         [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
     )
-    registry = DeviceRegistry(workdir / "collector-devices.json")
-    tokens = registry.add_many(
-        [(f"bench-dev-{i:03d}", "bench-cp", "bench-org") for i in range(devices)], replace=True
-    )
+    devices_file, tokens = bench_devices(workdir / "collector-devices.json", devices)
     port = free_port()
     service = Service.start(
         ["collector", "--port", str(port), "--device-rate", "0", "--event-loop", event_loop],
-        _env(endpoints, topic, registry.path),
+        service_env(endpoints, topic, devices_file),
         workdir / f"collector-{event_loop}.log",
     )
     base = f"http://127.0.0.1:{port}"
-    tally = UploadTally()
     try:
         await service.ready(f"{base}/readyz")
         service.watch()
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=devices)) as session:
-            began = time.monotonic()
-            deadline = began + seconds
-            await asyncio.gather(
-                *(
-                    device_uploads(
-                        session,
-                        base,
-                        i,
-                        tokens[f"bench-dev-{i:03d}"],
-                        chunk_bytes=chunk_bytes,
-                        deadline=deadline,
-                        tally=tally,
-                    )
-                    for i in range(devices)
-                )
-            )
-            elapsed = time.monotonic() - began
+        tally, elapsed = await closed_loop(
+            base, list(tokens.values()), seconds=seconds, chunk_bytes=chunk_bytes
+        )
     finally:
         await service.stop()
-    latencies = sorted(tally.latencies)
-    return CollectorFigures(
-        mb_per_s=tally.sent / 1e6 / elapsed,  # elapsed: the window plus the last acks
-        chunks=len(latencies),
-        ack_p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
-        ack_p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
-        peak_rss_mib=service.peak_rss_mib,
-        errors=tally.errors,
-    )
+    return tally.figures(elapsed, service.peak_rss_mib)
+
+
+def bench_devices(path: Path, count: int) -> tuple[Path, dict[str, str]]:
+    """A device registry at ``path`` with ``bench-dev-000``...: its path, and each device's
+    token in device order."""
+    registry = DeviceRegistry(path)
+    ids = [f"bench-dev-{i:03d}" for i in range(count)]
+    tokens = registry.add_many([(d, "bench-cp", "bench-org") for d in ids], replace=True)
+    return registry.path, {d: tokens[d] for d in ids}
+
+
+async def closed_loop(
+    base: str, tokens: list[str], *, seconds: float, chunk_bytes: int
+) -> tuple[UploadTally, float]:
+    """One :func:`device_uploads` loop per token against ``base`` for ``seconds``; the tally and
+    the seconds from start to the last answer."""
+    tally = UploadTally()
+    connector = aiohttp.TCPConnector(limit=len(tokens))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        began = time.monotonic()
+        deadline = began + seconds
+        await asyncio.gather(
+            *(
+                device_uploads(
+                    session,
+                    base,
+                    i,
+                    token,
+                    chunk_bytes=chunk_bytes,
+                    deadline=deadline,
+                    tally=tally,
+                )
+                for i, token in enumerate(tokens)
+            )
+        )
+        return tally, time.monotonic() - began
 
 
 @dataclass
@@ -292,7 +318,7 @@ async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_by
     try:
         seed = 0
         while total < target_bytes:
-            episode = bench_episode(1000 + seed, chunk_bytes)
+            episode = bench_episode(1000 + seed)
             manifest = episode.manifest_bytes()
             meta = manifest_record(episode.manifest, manifest)
             await producer.send(topic, manifest, key=meta.key, headers=meta.headers())
@@ -378,7 +404,7 @@ async def writer_load(
             "--max-buffer-bytes",
             f"{buffer_mib}MiB",
         ],
-        _env(bucket_endpoints, topic, workdir / "none.json"),
+        service_env(bucket_endpoints, topic, workdir / "none.json"),
         workdir / "writer.log",
     )
     began = time.monotonic()
@@ -445,7 +471,7 @@ class _Template:
 
     @classmethod
     def build(cls, chunk_bytes: int) -> _Template:
-        episode = bench_episode(7, chunk_bytes)
+        episode = bench_episode(7)
         chunks = [(s, q, d, checksum(d)) for s, q, d in episode.iter_chunks(chunk_bytes)]
         # Streams interleaved (by seq), roughly as a recording device uploads them.
         chunks.sort(key=lambda c: (c[1], c[0]))
@@ -492,12 +518,7 @@ async def _paced_capture_point(
             async with session.put(
                 url,
                 data=data,
-                headers={
-                    **auth,
-                    "Upload-Ticket": ticket,
-                    "Robolake-Checksum": digest,
-                    "Content-Type": "application/vnd.apache.arrow.stream",
-                },
+                headers=chunk_headers(token, ticket, digest),
             ) as r:
                 await r.read()
                 if r.status == 201:
@@ -575,10 +596,8 @@ async def end_to_end(
     from robolake.provision import ensure_bucket
 
     ensure_bucket(bucket_endpoints)
-    registry = DeviceRegistry(workdir / "e2e-devices.json")
-    ids = [f"bench-e2e-{i:04d}" for i in range(capture_points)]
-    tokens = registry.add_many([(d, "bench-cp", "bench-org") for d in ids], replace=True)
-    env = _env(bucket_endpoints, topic, registry.path)
+    devices_file, tokens = bench_devices(workdir / "e2e-devices.json", capture_points)
+    env = service_env(bucket_endpoints, topic, devices_file)
     port, metrics = free_port(), free_port()
     collector = Service.start(
         ["collector", "--port", str(port), "--device-rate", "0"], env, workdir / "e2e-collector.log"
@@ -636,9 +655,9 @@ async def end_to_end(
                         errors=errors,
                     )
                 )
-                for device in ids
+                for device in tokens
             ]
-            while len(arrived) + sum(p.done() for p in points) < len(ids):  # noqa: ASYNC110
+            while len(arrived) + sum(p.done() for p in points) < len(tokens):  # noqa: ASYNC110
                 await asyncio.sleep(0.2)  # a count over a thousand tasks, not one event
             began = time.monotonic()
             window.extend([began, began + seconds])

@@ -13,23 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import statistics
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from robolake.bench.pipeline import (
-    TICKET_KEY,
     CollectorFigures,
     Service,
-    UploadTally,
-    device_uploads,
+    bench_devices,
+    closed_loop,
+    service_env,
 )
-from robolake.collector.devices import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.provision import TopicSpec, ensure_topics
@@ -127,23 +123,13 @@ async def collector_processes(
         endpoints.kafka_bootstrap,
         [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
     )
-    registry = DeviceRegistry(workdir / "scaling-devices.json")
-    tokens = registry.add_many(
-        [(f"bench-dev-{i:03d}", "bench-cp", "bench-org") for i in range(devices)], replace=True
-    )
-    env = {
-        **os.environ,
-        **endpoints.to_env(),
-        "ROBOLAKE_TICKET_KEY": TICKET_KEY,
-        "ROBOLAKE_DEVICES_FILE": str(registry.path),
-        "ROBOLAKE_CHUNK_TOPIC": topic,
-    }
+    devices_file, tokens = bench_devices(workdir / "scaling-devices.json", devices)
+    env = service_env(endpoints, topic, devices_file)
     port = free_port()
     argv = ["collector", "--port", str(port), "--device-rate", "0", "--reuse-port"]
     argv += ["--event-loop", event_loop]
     base = f"http://127.0.0.1:{port}"
     services: list[Service] = []
-    tally = UploadTally()
     cpu: list[float] = []
     try:
         for index in range(processes):
@@ -154,39 +140,18 @@ async def collector_processes(
             await _listening(service, deadline)
             service.watch()
         await services[0].ready(f"{base}/readyz")  # Kafka connected, HTTP answering
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=devices)) as session:
-            began = time.monotonic()
-            until = began + seconds
-            await asyncio.gather(
-                *(
-                    device_uploads(
-                        session,
-                        base,
-                        i,
-                        tokens[f"bench-dev-{i:03d}"],
-                        chunk_bytes=chunk_bytes,
-                        deadline=until,
-                        tally=tally,
-                    )
-                    for i in range(devices)
-                )
-            )
-            elapsed = time.monotonic() - began
+        tally, elapsed = await closed_loop(
+            base, list(tokens.values()), seconds=seconds, chunk_bytes=chunk_bytes
+        )
         dead = [s.proc.pid for s in services if s.proc.poll() is not None]
         if dead:
             raise RuntimeError(f"collector processes {dead} exited during the run")
         cpu = [_cpu_seconds(s.proc.pid) for s in services]
     finally:
         await _stop_all(services)
-    latencies = sorted(tally.latencies)
     peaks = [s.peak_rss_mib for s in services]
     return ScalingFigures(
-        mb_per_s=tally.sent / 1e6 / elapsed,
-        chunks=len(latencies),
-        ack_p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
-        ack_p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
-        peak_rss_mib=max(peaks),
-        errors=tally.errors,
+        **asdict(tally.figures(elapsed, max(peaks))),
         processes=processes,
         peak_rss_mib_per_process=peaks,
         total_peak_rss_mib=sum(peaks),

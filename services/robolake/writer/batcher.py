@@ -7,8 +7,8 @@ committed too. A flush always takes the whole buffer, so a flush is exactly one 
 the next one starts where it ended.
 
 The policy is pure: it reads the injected clock and the buffer, and answers why (or whether) to
-flush -- size target reached, oldest record too old (checked on every tick, not only when a
-record arrives), or the process over its memory cap.
+flush -- size target reached, or oldest record too old (checked on every tick, not only when a
+record arrives). The process-wide memory cap is the run loop's (``Writer._flush_due``).
 """
 
 from __future__ import annotations
@@ -101,10 +101,3 @@ class FlushPolicy:
         if buffer.oldest is not None and now - buffer.oldest >= self.flush_age_s:
             return "age"
         return None
-
-
-def over_memory(buffers: list[PartitionBuffer], cap: int) -> PartitionBuffer | None:
-    """The largest buffer when all of them together reach ``cap``, else None."""
-    if sum(b.nbytes for b in buffers) < cap:
-        return None
-    return max(buffers, key=lambda b: b.nbytes, default=None)

@@ -323,8 +323,6 @@ class Writer:
             return await self._flush(writer, reason, pause_on_failure=True, tp=tp)
         except PartitionLost:
             return True
-        finally:
-            self._preparing.discard(tp)
 
     def _reap(self) -> None:
         """Forget finished flush tasks; a flush that raised (a bug) stops the writer."""

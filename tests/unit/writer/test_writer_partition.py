@@ -11,7 +11,7 @@ from writer_fakes import FakeClock, MemoryStore, Record, record
 
 from robolake.episode.records import chunk_record, complete_record, manifest_record
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
-from robolake.writer.batcher import FlushPolicy, PartitionBuffer, over_memory
+from robolake.writer.batcher import FlushPolicy, PartitionBuffer
 from robolake.writer.checkpoints import Checkpoint, recover
 from robolake.writer.partition import PartitionWriter
 
@@ -53,10 +53,6 @@ def test_age_limit_fires_without_new_records_and_size_target_first() -> None:
     assert policy.due(buffer, clock() + 5.0) == "age"
     buffer.nbytes = 100
     assert policy.due(buffer, clock()) == "size"
-    other = PartitionBuffer()
-    other.nbytes = 10
-    assert over_memory([buffer, other], cap=200) is None
-    assert over_memory([buffer, other], cap=110) is buffer
 
 
 def test_complete_episode_flushes_to_sorted_shards_and_one_index_row(
