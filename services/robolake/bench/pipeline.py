@@ -30,7 +30,7 @@ from aiokafka.structs import TopicPartition
 from robolake.collector.devices import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
-from robolake.episode.ids import uuid7
+from robolake.episode.ids import new_episode_id
 from robolake.episode.records import chunk_record, complete_record, manifest_record
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES
@@ -480,7 +480,7 @@ class _Template:
     def manifest(self, device_id: str, capture_point_id: str) -> tuple[str, bytes]:
         document = {
             **self.document,
-            "episode_id": uuid7(),
+            "episode_id": new_episode_id(device_id),
             "device_id": device_id,
             "capture_point_id": capture_point_id,
         }

@@ -31,7 +31,7 @@ def checksum(data: bytes | bytearray | memoryview) -> str:
 
 def is_checksum(text: str) -> bool:
     """Whether ``text`` is spelled ``sha256:<64 lower-case hex digits>``."""
-    return _CHECKSUM.match(text) is not None
+    return _CHECKSUM.fullmatch(text) is not None
 
 
 def verify_checksum(data: bytes | bytearray | memoryview, expected: str) -> str:

@@ -294,6 +294,12 @@ def _check_constraints(column: pa.ChunkedArray, spec: FieldSpec, decl: StreamDec
             outside = pc.and_(pc.invert(inside), pc.is_valid(values))
             raise fail(outside, f"not one of {list(c.enum)}")
     if c.min is not None or c.max is not None:
+        if pa.types.is_floating(values.type):
+            # min_max skips NaN, and NaN compares false with both bounds: a bounded field
+            # (a success label in 0..1) must be a number.
+            nan = pc.is_nan(values)
+            if pc.any(nan).as_py():
+                raise fail(nan, f"NaN, not a number in [{c.min}, {c.max}]")
         extremes = pc.min_max(values)
         low, high = extremes["min"].as_py(), extremes["max"].as_py()
         if c.min is not None and low is not None and low < c.min:

@@ -7,7 +7,6 @@ timing; ``schemas/complete.v1.schema.json`` is the structural contract.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -15,9 +14,10 @@ from typing import Any, Final
 import jsonschema
 import jsonschema.exceptions
 
+from robolake.episode.documents import load_document
 from robolake.episode.errors import ContractViolation
 from robolake.episode.manifest import EpisodeManifest
-from robolake.episode.schemas import load_json
+from robolake.episode.schemas import contract_validator, load_json
 
 COMPLETE_SCHEMA_FILE: Final = "complete.v1.schema.json"
 
@@ -32,7 +32,7 @@ class StreamCount:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_json(COMPLETE_SCHEMA_FILE))
+    return contract_validator(load_json(COMPLETE_SCHEMA_FILE))
 
 
 def parse_completion(
@@ -43,10 +43,11 @@ def parse_completion(
     Raises ``manifest_invalid`` (the completion belongs to the manifest's contract) or
     ``unknown_stream``.
     """
-    try:
-        document = data if isinstance(data, Mapping) else json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ContractViolation("manifest_invalid", f"completion is not JSON: {exc}") from exc
+    document = (
+        data
+        if isinstance(data, Mapping)
+        else load_document(data, what="completion", reason="manifest_invalid")
+    )
     error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
     if error is not None:
         raise ContractViolation(

@@ -34,6 +34,7 @@ Reason = Literal[
     "image_too_large",
     "value_not_allowed",
     "checksum_mismatch",
+    "episode_not_owned",
     "record_invalid",
 ]
 

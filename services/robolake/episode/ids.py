@@ -3,12 +3,27 @@
 Devices generate the episode id, so retries of the same episode carry the same id; UUIDv7 puts the
 creation time in the id's first 48 bits, which orders ids by time and gives the writer an
 episode's date from the Kafka key alone (see :func:`episode_date`).
+
+**Ownership.** An episode belongs to the device that made its id: the id's last 48 bits (the
+last 12 hex digits) are the device's *owner tag*, ``sha256("robolake.episode-owner.v1\0" +
+device_id)[:6]`` (:func:`owner_tag`; :func:`new_episode_id` makes such ids). Every collector
+replica and every writer can check it from the id and the authenticated device alone -- no
+shared state, no window that expires -- so no device can register, upload to or complete
+another device's episode, whatever restarts, replicas or lost writer state came in between.
+The tag is public: authentication proves who the device is, the tag only binds the id to it.
+Two devices share a tag with probability 2^-48 per pair; 26 random bits per millisecond remain
+per device.
+
+**Range.** Only ids whose time is a date the dataset can name (before year 10000) are episode
+ids, and timestamps must fit int64 nanoseconds (1677-09-21 .. 2262-04-11), the type of every
+time column: anything accepted is storable.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import hashlib
 import os
 import re
 import time
@@ -20,6 +35,13 @@ _TIMESTAMP = re.compile(
 )
 _UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 NS_PER_S: Final = 1_000_000_000
+#: 10000-01-01T00:00:00Z in Unix ms: ids at or after it have no four-digit-year date.
+MAX_EPISODE_MS: Final = 253_402_300_800_000
+#: Nanosecond timestamps are int64 everywhere they are stored.
+MIN_TIMESTAMP_NS: Final = -(2**63)
+MAX_TIMESTAMP_NS: Final = 2**63 - 1
+_OWNER_DOMAIN: Final = b"robolake.episode-owner.v1\0"
+_OWNER_BITS: Final = 48
 
 
 def uuid7(unix_ms: int | None = None, random_bits: bytes | None = None) -> str:
@@ -41,8 +63,42 @@ def uuid7(unix_ms: int | None = None, random_bits: bytes | None = None) -> str:
 
 
 def is_uuid7(text: str) -> bool:
-    """Whether ``text`` is a canonical (lower-case) UUIDv7."""
-    return _UUID7.match(text) is not None
+    """Whether ``text`` is a canonical (lower-case) UUIDv7 with a storable time."""
+    return _UUID7.fullmatch(text) is not None and int(text[:8] + text[9:13], 16) < MAX_EPISODE_MS
+
+
+def owner_tag(device_id: str) -> int:
+    """The 48-bit tag that ends the ids of ``device_id``'s episodes (see the module docstring)."""
+    digest = hashlib.sha256(_OWNER_DOMAIN + device_id.encode()).digest()
+    return int.from_bytes(digest[: _OWNER_BITS // 8], "big")
+
+
+def new_episode_id(
+    device_id: str, unix_ms: int | None = None, random_bits: bytes | None = None
+) -> str:
+    """A UUIDv7 owned by ``device_id``: its last 48 bits are :func:`owner_tag`.
+
+    Devices call this (or do the same arithmetic) for every new recording; inputs as for
+    :func:`uuid7`.
+    """
+    value = uuid.UUID(uuid7(unix_ms, random_bits)).int
+    value = (value >> _OWNER_BITS << _OWNER_BITS) | owner_tag(device_id)
+    return str(uuid.UUID(int=value))
+
+
+def is_owned_by(episode_id: str, device_id: str) -> bool:
+    """Whether the episode id was made for ``device_id`` (its owner tag matches)."""
+    return int(episode_id[-12:], 16) == owner_tag(device_id)
+
+
+def ownership_error(episode_id: str, device_id: str) -> str | None:
+    """Why ``device_id`` may not use ``episode_id``, or None when it owns it."""
+    if is_owned_by(episode_id, device_id):
+        return None
+    return (
+        f"episode {episode_id} is not owned by device {device_id}: an episode id must end in the "
+        f"device's owner tag {owner_tag(device_id):012x} (robolake.episode.ids.new_episode_id)"
+    )
 
 
 def uuid7_unix_ms(episode_id: str) -> int:
@@ -64,7 +120,7 @@ def parse_timestamp_ns(text: str) -> int:
     Written by hand because :mod:`datetime` stops at microseconds and the contract keeps the
     device's nanoseconds.
     """
-    match = _TIMESTAMP.match(text)
+    match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not an RFC 3339 date-time with an offset")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
@@ -75,7 +131,10 @@ def parse_timestamp_ns(text: str) -> int:
         sign = 1 if offset[0] == "+" else -1
         seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
     nanos = int((fraction or "").ljust(9, "0"))
-    return seconds * NS_PER_S + nanos
+    ns = seconds * NS_PER_S + nanos
+    if not MIN_TIMESTAMP_NS <= ns <= MAX_TIMESTAMP_NS:
+        raise ValueError(f"{text!r} is outside the int64-nanosecond range 1677-09-21 .. 2262-04-11")
+    return ns
 
 
 def format_timestamp_ns(ns: int) -> str:

@@ -8,7 +8,6 @@ needs them) and turns the document into typed values the collector and writer us
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
@@ -16,9 +15,10 @@ from typing import Any, Final, Literal, get_args
 import jsonschema
 import jsonschema.exceptions
 
+from robolake.episode.documents import load_document
 from robolake.episode.errors import ContractViolation
-from robolake.episode.ids import parse_timestamp_ns
-from robolake.episode.schemas import load_json
+from robolake.episode.ids import is_uuid7, ownership_error, parse_timestamp_ns
+from robolake.episode.schemas import contract_validator, load_json
 from robolake.episode.stream_types import StreamType, StreamTypeRegistry, default_registry
 
 MANIFEST_SCHEMA_FILE: Final = "manifest.v1.schema.json"
@@ -100,7 +100,7 @@ class EpisodeManifest:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_json(MANIFEST_SCHEMA_FILE))
+    return contract_validator(load_json(MANIFEST_SCHEMA_FILE))
 
 
 def check_manifest_document(document: object) -> None:
@@ -125,6 +125,15 @@ def parse_manifest(
     registry = registry if registry is not None else default_registry()
     document = _decode(data)
     check_manifest_document(document)
+    if not is_uuid7(document["episode_id"]):  # the pattern is checked; this is the time range
+        raise ContractViolation(
+            "manifest_invalid",
+            f"episode_id {document['episode_id']} carries a time after 9999-12-31; generate it "
+            "from the current time (robolake.episode.ids.new_episode_id)",
+        )
+    owner_problem = ownership_error(document["episode_id"], document["device_id"])
+    if owner_problem is not None:
+        raise ContractViolation("episode_not_owned", owner_problem)
     try:
         started = parse_timestamp_ns(document["started_at"])  # pattern already checked
         ended = parse_timestamp_ns(document["ended_at"])
@@ -170,10 +179,7 @@ def _decode(data: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
         raise ContractViolation(
             "manifest_invalid", f"manifest is {len(data)} bytes; the limit is {MAX_MANIFEST_BYTES}"
         )
-    try:
-        document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ContractViolation("manifest_invalid", f"manifest is not UTF-8 JSON: {exc}") from exc
+    document = load_document(data, what="manifest", reason="manifest_invalid")
     if not isinstance(document, dict):
         raise ContractViolation("manifest_invalid", "manifest must be a JSON object")
     return document

@@ -17,7 +17,7 @@ from typing import Final, Literal, get_args
 
 from robolake.episode.checksums import checksum, is_checksum
 from robolake.episode.errors import ContractViolation, Reason
-from robolake.episode.ids import is_uuid7
+from robolake.episode.ids import is_uuid7, ownership_error
 from robolake.episode.manifest import EpisodeManifest
 
 RecordKind = Literal["manifest", "chunk", "complete"]
@@ -72,7 +72,9 @@ MAX_DLQ_MESSAGE_BYTES: Final = 1024
 
 _STREAM_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,62}\.v[1-9][0-9]*$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
-_SEQ = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+_SEQ = re.compile(r"0|[1-9][0-9]{0,17}")
+#: Largest chunk sequence number (18 digits).
+MAX_SEQ: Final = 10**18 - 1
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,9 @@ def parse_record(key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Rec
         raise _invalid(f"episode_id {episode_id!r} is not a canonical UUIDv7")
     if key != episode_id.encode():
         raise _invalid(f"record key {key!r} differs from episode_id {episode_id}")
+    owner_problem = ownership_error(episode_id, values[HEADER_DEVICE_ID])
+    if owner_problem is not None:
+        raise ContractViolation("episode_not_owned", owner_problem)
     if not is_checksum(values[HEADER_CHECKSUM]):
         raise _invalid(f"checksum {values[HEADER_CHECKSUM]!r} is not sha256:<hex>")
     if kind != "chunk":
@@ -198,7 +203,7 @@ def parse_record(key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Rec
         (HEADER_STREAM_TYPE, _STREAM_TYPE),
         (HEADER_SCHEMA_FINGERPRINT, _FINGERPRINT),
     ):
-        if pattern.match(values[name]) is None:
+        if pattern.fullmatch(values[name]) is None:
             raise _invalid(f"header {name!r} is malformed: {values[name]!r}")
     return RecordMeta(
         kind="chunk",
@@ -207,10 +212,25 @@ def parse_record(key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Rec
         device_id=values[HEADER_DEVICE_ID],
         checksum=values[HEADER_CHECKSUM],
         stream=values[HEADER_STREAM],
-        seq=int(values[HEADER_SEQ]),
+        seq=parse_seq(values[HEADER_SEQ]),
         stream_type=values[HEADER_STREAM_TYPE],
         schema_fingerprint=values[HEADER_SCHEMA_FINGERPRINT],
     )
+
+
+def parse_seq(text: str) -> int:
+    """A chunk's ``seq`` from text (URL segment, header): canonical ASCII decimal, < 10**18.
+
+    ``int()`` alone reads ``+3``, `` 7``, ``1_0``, Arabic-Indic digits and ``0007``, so several
+    spellings would name one chunk, or one spelling two; the contract has exactly one spelling
+    per number. Raises ValueError.
+    """
+    if _SEQ.fullmatch(text) is None:
+        raise ValueError(
+            f"seq {text[:40]!r} is not a canonical decimal integer 0 .. {MAX_SEQ} (ASCII digits, "
+            "no sign, no leading zeros)"
+        )
+    return int(text)
 
 
 def _invalid(message: str) -> ContractViolation:

@@ -8,10 +8,17 @@ The files in ``schemas/`` are the single source of truth, so every module reads 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
+
+import jsonschema
+import jsonschema.protocols
+import jsonschema.validators
 
 from robolake.episode.errors import ContractError
 
@@ -57,3 +64,44 @@ def load_json(relative: str | Path) -> Any:
         raise ContractError(f"contract file {path} is missing; restore it from git") from exc
     except json.JSONDecodeError as exc:
         raise ContractError(f"contract file {path} is not valid JSON: {exc}") from exc
+
+
+def _pattern(
+    validator: jsonschema.protocols.Validator, pattern: str, instance: object, schema: object
+) -> Iterator[jsonschema.ValidationError]:
+    """``pattern`` with JSON Schema's (ECMA 262) meaning of ``$``: the end of the string.
+
+    Python's ``$`` also matches before a final newline, so ``"dev-1\\n"`` passed
+    ``^[a-z0-9-]+$`` -- an identifier that then reached headers, URLs and logs.
+    """
+    if not isinstance(instance, str):
+        return
+    if _compiled(pattern).search(instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _is_integer(checker: object, instance: object) -> bool:
+    """JSON Schema calls ``1.0`` an integer; the contract's integers are written without a
+    fraction, because they land in int64 columns and ``9.3e18`` is no int64."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: Draft 2020-12 with ECMA 262 end anchors and fraction-free integers; every contract document
+#: is checked with it.
+_ContractValidator: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    {"pattern": _pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
+def contract_validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator for one of the contract's JSON Schemas (``pattern`` anchored as in ECMA 262)."""
+    return cast(jsonschema.Draft202012Validator, _ContractValidator(schema))

@@ -21,7 +21,7 @@ import pyarrow as pa
 from PIL import Image
 
 from robolake.episode.chunks import split_into_chunks
-from robolake.episode.ids import NS_PER_S, format_timestamp_ns, uuid7
+from robolake.episode.ids import NS_PER_S, format_timestamp_ns, new_episode_id
 from robolake.episode.manifest import EpisodeManifest, Scene, parse_manifest
 from robolake.episode.stream_types import StreamTypeRegistry, default_registry
 from robolake.episode.topics import DEFAULT_MAX_CHUNK_BYTES
@@ -200,7 +200,7 @@ def generate_episode(
 
     document: dict[str, Any] = {
         "manifest_version": 1,
-        "episode_id": uuid7(start // 1_000_000, rng.bytes(10)),
+        "episode_id": new_episode_id(spec.device_id, start // 1_000_000, rng.bytes(10)),
         "capture_point_id": spec.capture_point_id,
         "device_id": spec.device_id,
         "robot_type": spec.robot_type,

@@ -24,23 +24,33 @@ starts from the committed offset with exactly the state that produced the commit
 removes every trace of uncommitted work, and replays. Rows are written exactly once whatever
 the new flush boundaries, and the dedup ledger is exactly as it was at the committed offset.
 
-An "index-only" flush (an episode given up on while nothing is buffered) has an empty range at
-the current position ``p``: it writes its checkpoint at ``p`` and the index file at ``p`` without
-a commit. It is treated as uncommitted on recovery -- the episode times out again and is
-re-indexed -- and the next real flush at ``p`` rewrites the same index key with those rows
-included, so nothing is lost while it is pending.
+An "index-only" flush (episodes given up on while nothing is buffered) has an empty range at
+the committed position ``c``: there is no offset to commit, so its checkpoint is valid as soon as
+it is written -- recovery treats a checkpoint with ``first == next == c`` as committed and
+resumes from it. Its only objects are index files, which are a pure function of the episode
+state it carries, so recovery *redoes* them (re-uploads the same bytes) in case the crash came
+between the checkpoint and the upload: the checkpoint is a write-ahead record.
+
+Several flushes can start at the same offset (index-only ones at ``c``, then the real flush
+``[c, n)``), so a checkpoint's key carries a per-partition flush number after the first offset:
+``{first_offset:019d}-{flush:010d}.json``. Keys never collide, the newest committed checkpoint
+is the greatest (first offset, flush number), and deleting "the previous checkpoint" can never
+delete the one just written. Checkpoints of older writers (``{first_offset:019d}.json``) read as
+flush number 0.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from robolake.writer.errors import CheckpointError
-from robolake.writer.index import EpisodeState
+from robolake.writer.index import EpisodeState, index_files
+from robolake.writer.shards import PARQUET_CONTENT_TYPE
 from robolake.writer.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -55,8 +65,8 @@ def checkpoint_prefix(topic: str, partition: int) -> str:
     return f"{CHECKPOINT_ROOT}{topic}/{partition:03d}/"
 
 
-def checkpoint_key(topic: str, partition: int, first_offset: int) -> str:
-    return f"{checkpoint_prefix(topic, partition)}{first_offset:019d}.json"
+def checkpoint_key(topic: str, partition: int, first_offset: int, flush: int) -> str:
+    return f"{checkpoint_prefix(topic, partition)}{first_offset:019d}-{flush:010d}.json"
 
 
 @dataclass(frozen=True)
@@ -70,10 +80,17 @@ class Checkpoint:
     keys: tuple[str, ...]
     episodes: tuple[dict[str, Any], ...] = field(repr=False)
     reason: str = ""
+    #: Per-partition flush number: orders flushes that start at the same offset.
+    flush: int = 0
 
     @property
     def key(self) -> str:
-        return checkpoint_key(self.topic, self.partition, self.first)
+        return checkpoint_key(self.topic, self.partition, self.first, self.flush)
+
+    @property
+    def index_only(self) -> bool:
+        """An empty offset range: episodes indexed while nothing was buffered."""
+        return self.first == self.next
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -84,6 +101,7 @@ class Checkpoint:
                 "first": self.first,
                 "next": self.next,
                 "reason": self.reason,
+                "flush": self.flush,
                 "keys": list(self.keys),
                 "episodes": list(self.episodes),
             },
@@ -104,6 +122,7 @@ class Checkpoint:
                 keys=tuple(doc["keys"]),
                 episodes=tuple(doc["episodes"]),
                 reason=doc.get("reason", ""),
+                flush=int(doc.get("flush", 0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
@@ -114,50 +133,76 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Recovery:
-    """The state to resume a partition from, and what recovery removed."""
+    """The state to resume a partition from, and what recovery removed or redid."""
 
     episodes: dict[str, EpisodeState]
     resumed_from: str | None
     removed_objects: tuple[str, ...]
     removed_checkpoints: tuple[str, ...]
+    #: Flush number of the checkpoint resumed from (the next flush takes the one after).
+    flush: int = 0
+    #: Index files of an index-only checkpoint uploaded again (write-ahead redo).
+    redone_objects: tuple[str, ...] = ()
 
 
-def _first_offset(key: str) -> int | None:
-    name = key.rsplit("/", 1)[-1]
-    stem = name.removesuffix(".json")
-    return int(stem) if stem.isdigit() and name.endswith(".json") else None
+_KEY = re.compile(r"^(\d{19})(?:-(\d{10}))?\.json$")
+
+
+def _parse_key(key: str) -> tuple[int, int] | None:
+    """(first offset, flush number) of a checkpoint key; None for anything else."""
+    match = _KEY.match(key.rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def recover(store: ObjectStore, topic: str, partition: int, committed: int | None) -> Recovery:
     """Bring a partition's objects in line with its committed offset; return the state to use.
 
+    A checkpoint is committed when its range ends at or before the committed offset ``c``:
+    ``first < c``, or an index-only one at ``c`` itself. Every other checkpoint belongs to a
+    flush whose commit did not happen: its objects and itself are deleted. The newest committed
+    checkpoint is the state to resume from; if it is index-only its index files are uploaded
+    again (they may not all have been stored before the crash), older ones are garbage.
+
     Blocking (object store calls): run it in a thread. Idempotent: a crash in the middle is
     repaired by running it again.
     """
     listed = sorted(
-        (offset, obj.key)
+        (parsed, obj.key)
         for obj in store.list(checkpoint_prefix(topic, partition))
-        if (offset := _first_offset(obj.key)) is not None
+        if (parsed := _parse_key(obj.key)) is not None
     )
-    uncommitted = [(o, k) for o, k in listed if committed is None or o >= committed]
-    settled = [(o, k) for o, k in listed if committed is not None and o < committed]
     removed_objects: list[str] = []
     removed_checkpoints: list[str] = []
-    for _, key in uncommitted:
+    settled: list[tuple[str, Checkpoint | None]] = []
+    for (first, _), key in listed:
+        if committed is not None and first < committed:
+            settled.append((key, None))
+            continue
         data = store.get(key)
-        if data is not None:
-            for obj in Checkpoint.from_bytes(data, where=key).keys:
-                store.delete(obj)
-                removed_objects.append(obj)
+        if data is None:
+            continue
+        checkpoint = Checkpoint.from_bytes(data, where=key)
+        if committed is not None and checkpoint.index_only and checkpoint.first == committed:
+            settled.append((key, checkpoint))
+            continue
+        for obj in checkpoint.keys:
+            store.delete(obj)
+            removed_objects.append(obj)
         store.delete(key)
         removed_checkpoints.append(key)
     episodes: dict[str, EpisodeState] = {}
     resumed_from: str | None = None
+    flush = 0
+    redone: list[str] = []
     if settled:
-        _, key = settled[-1]
-        data = store.get(key)
-        if data is not None:
-            checkpoint = Checkpoint.from_bytes(data, where=key)
+        key, known = settled[-1]
+        if known is None:
+            data = store.get(key)
+            known = None if data is None else Checkpoint.from_bytes(data, where=key)
+        if known is not None:
+            checkpoint = known
             if checkpoint.next != committed:
                 log.warning(
                     "%s[%d]: checkpoint %s ends at offset %d but the committed offset is %s; "
@@ -173,20 +218,33 @@ def recover(store: ObjectStore, topic: str, partition: int, committed: int | Non
                 for state in (EpisodeState.from_json(doc) for doc in checkpoint.episodes)
             }
             resumed_from = key
-        for _, old in settled[:-1]:
+            flush = checkpoint.flush
+            if checkpoint.index_only:
+                for file in index_files(episodes.values(), topic, partition, checkpoint.first):
+                    store.put(file.key, file.data, PARQUET_CONTENT_TYPE)
+                    redone.append(file.key)
+        for old, _ in settled[:-1]:
             store.delete(old)
             removed_checkpoints.append(old)
-    if removed_objects or removed_checkpoints:
+    if removed_objects or removed_checkpoints or redone:
         log.info(
             "%s[%d]: recovery at committed offset %s removed %d objects of uncommitted flushes "
-            "and %d checkpoints",
+            "and %d checkpoints, uploaded %d index files again",
             topic,
             partition,
             committed,
             len(removed_objects),
             len(removed_checkpoints),
+            len(redone),
         )
-    return Recovery(episodes, resumed_from, tuple(removed_objects), tuple(removed_checkpoints))
+    return Recovery(
+        episodes,
+        resumed_from,
+        tuple(removed_objects),
+        tuple(removed_checkpoints),
+        flush=flush,
+        redone_objects=tuple(redone),
+    )
 
 
 def delete_quietly(store: ObjectStore, keys: Sequence[str]) -> None:

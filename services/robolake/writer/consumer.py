@@ -227,6 +227,7 @@ class Writer:
                 policy=self.policy,
                 episodes=recovery.episodes,
                 committed=committed,
+                flush=recovery.flush,
                 dedup_window_s=self.settings.dedup_window_s,
                 incomplete_after_s=self.settings.incomplete_after_s,
                 clock=self.clock,

@@ -20,6 +20,7 @@ An episode is indexed
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,10 +29,12 @@ from typing import Any, Final
 import pyarrow as pa
 
 from robolake.episode.completion import StreamCount
+from robolake.episode.ids import episode_date
 from robolake.episode.manifest import EpisodeManifest, parse_manifest
-from robolake.episode.shards import QUALITY_FLAGS, QualityFlag, episodes_index
+from robolake.episode.shards import QUALITY_FLAGS, QualityFlag, episodes_index, index_path
 from robolake.episode.stream_types import StreamType
 from robolake.writer.dedup import ChunkLedger
+from robolake.writer.shards import encode_parquet
 
 #: A stream's observed rate may differ from its declared ``rate_hz`` by this fraction.
 RATE_TOLERANCE: Final = 0.2
@@ -260,6 +263,38 @@ def index_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Index rows as a table of the ``episodes_index.v1`` schema, sorted by episode id."""
     ordered = sorted(rows, key=lambda row: str(row["episode_id"]))
     return pa.Table.from_pylist(ordered, schema=episodes_index().schema)
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """One episodes index file of a flush."""
+
+    key: str
+    data: bytes
+    rows: list[dict[str, Any]]
+
+
+def index_files(
+    episodes: Iterable[EpisodeState], topic: str, partition: int, position: int
+) -> list[IndexFile]:
+    """The index files of the flush at ``position``: one per date, every episode indexed there.
+
+    A pure function of the episode state, so recovery can upload an index-only flush's files
+    again from its checkpoint and get the very same rows.
+    """
+    by_date: dict[dt.date, list[dict[str, Any]]] = {}
+    for episode in episodes:
+        if episode.indexed_in == position and episode.indexed_at_ns is not None:
+            row = episode.index_row(episode.indexed_at_ns)
+            by_date.setdefault(episode_date(episode.episode_id), []).append(row)
+    return [
+        IndexFile(
+            index_path(date, topic, partition, position),
+            encode_parquet(index_table(rows)),
+            rows,
+        )
+        for date, rows in sorted(by_date.items())
+    ]
 
 
 def dumps_states(states: Iterable[EpisodeState]) -> str:

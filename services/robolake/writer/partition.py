@@ -18,7 +18,6 @@ Per record, cheapest checks first; a failure yields a dead letter with a contrac
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
@@ -32,18 +31,22 @@ from robolake.episode.chunks import ChunkLimits, check_schema, decode_chunk, val
 from robolake.episode.completion import parse_completion
 from robolake.episode.errors import ContractViolation, Reason
 from robolake.episode.ids import episode_date
-from robolake.episode.manifest import parse_manifest
+from robolake.episode.manifest import EpisodeManifest, parse_manifest
 from robolake.episode.records import RecordMeta, parse_record
-from robolake.episode.shards import index_path, shard_path, to_shard_rows
+from robolake.episode.shards import shard_path, to_shard_rows
 from robolake.episode.stream_types import StreamType, StreamTypeRegistry, default_registry
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.writer.batcher import Clock, FlushPolicy, PartitionBuffer
 from robolake.writer.checkpoints import Checkpoint
-from robolake.writer.index import SUCCESS_LABEL, EpisodeState, index_table
+from robolake.writer.index import SUCCESS_LABEL, EpisodeState, index_files, index_table
 from robolake.writer.metrics import FlushReason, RecordOutcome
-from robolake.writer.shards import encode_parquet, encode_shard
+from robolake.writer.shards import encode_shard
 
 log = logging.getLogger(__name__)
+
+#: Dead-letter messages of records that hit a writer bug start with this (the reason is
+#: ``record_invalid``); tests assert no valid input ever gets one.
+UNEXPECTED_PREFIX: Final = "unexpected_error: "
 
 #: The writer accepts any chunk Kafka could carry; the collector enforces the device limit.
 WRITER_CHUNK_LIMITS: Final = ChunkLimits(max_chunk_bytes=MAX_RECORD_BYTES)
@@ -120,6 +123,7 @@ class PartitionWriter:
         policy: FlushPolicy,
         episodes: dict[str, EpisodeState] | None = None,
         committed: int | None = None,
+        flush: int = 0,
         dedup_window_s: float = 3600.0,
         incomplete_after_s: float = 3600.0,
         clock: Clock = time.time,
@@ -131,6 +135,8 @@ class PartitionWriter:
         self.episodes: dict[str, EpisodeState] = episodes or {}
         #: Offset committed to Kafka (the next record this partition's state has not seen).
         self.committed = committed
+        #: Number of the last flush stored (carried in checkpoints; orders their keys).
+        self.flush = flush
         self.dedup_window_s = dedup_window_s
         self.incomplete_after_s = incomplete_after_s
         self.clock = clock
@@ -175,6 +181,20 @@ class PartitionWriter:
                 exc.message,
             )
             return Verdict("dead_letter", DeadLetter(record, exc.reason, exc.message))
+        except Exception as exc:
+            # A record the contract let through but this writer cannot handle is a bug to fix,
+            # not a reason to stop the partition: every record after it would wait forever
+            # (and crash-loop on every restart). It goes to dead letters with the error, and
+            # the log has the traceback; checks run before any state changes, so none is torn.
+            self.buffer.note(record.offset, now)
+            log.exception(
+                "%s[%d]@%d: unexpected error judging a record; dead-lettered",
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            message = f"{UNEXPECTED_PREFIX}{type(exc).__name__}: {exc}"
+            return Verdict("dead_letter", DeadLetter(record, "record_invalid", message))
         self.buffer.note(record.offset, now)
         return Verdict(outcome)
 
@@ -206,6 +226,7 @@ class PartitionWriter:
                 f"record headers say episode/capture point/device {stamped}, the manifest says "
                 f"{declared}",
             )
+        _check_indexable(episode, manifest, text)
         episode.set_manifest(manifest, text)
         episode.changed = True
         return "stored"
@@ -370,23 +391,18 @@ class PartitionWriter:
                 self.episodes[episode_id].shard_files.add(key)
         indexed_at = int(now * 1_000_000_000)
         complete = incomplete = 0
-        fresh = {id(e) for e in indexable}
+        fresh = {e.episode_id for e in indexable}
         for episode in indexable:
             episode.indexed_at_ns = indexed_at
             episode.indexed_in = position
             episode.changed = False
-        by_date: dict[dt.date, list[dict[str, Any]]] = {}
-        for episode in self.episodes.values():
-            if episode.indexed_in == position and episode.indexed_at_ns is not None:
-                row = episode.index_row(episode.indexed_at_ns)
-                by_date.setdefault(episode_date(episode.episode_id), []).append(row)
-                if id(episode) in fresh:
+        for index_file in index_files(self.episodes.values(), self.topic, self.partition, position):
+            files.append(FlushFile(index_file.key, index_file.data, "index", len(index_file.rows)))
+            for row in index_file.rows:
+                if row["episode_id"] in fresh:
                     complete += row["complete"]
                     incomplete += not row["complete"]
-        for date, rows in sorted(by_date.items()):
-            key = index_path(date, self.topic, self.partition, position)
-            files.append(FlushFile(key, encode_parquet(index_table(rows)), "index", len(rows)))
-        self._forget(now)
+        self._forget(now, position)
         commit_to = None if self.buffer.empty else (self.buffer.last_offset or 0) + 1
         checkpoint = Checkpoint(
             topic=self.topic,
@@ -396,6 +412,7 @@ class PartitionWriter:
             keys=tuple(f.key for f in files),
             episodes=tuple(e.to_json() for e in self.episodes.values()),
             reason=reason,
+            flush=self.flush + 1,
         )
         self.pending = PreparedFlush(
             reason=reason,
@@ -412,8 +429,14 @@ class PartitionWriter:
             self.buffer = PartitionBuffer()
         return self.pending
 
-    def _forget(self, now: float) -> None:
-        """Drop episodes past the dedup window; give up on manifest-less ones."""
+    def _forget(self, now: float, position: int) -> None:
+        """Drop episodes past the dedup window; give up on manifest-less ones.
+
+        An episode indexed at ``position`` is kept whatever its age: the next flush at the same
+        position (an index-only flush is followed by others there) rewrites that index file
+        from the state, and recovery redoes it, so its row must stay in the state until the
+        position moves on.
+        """
         for episode_id, episode in list(self.episodes.items()):
             if (
                 episode.manifest_json is None
@@ -433,7 +456,7 @@ class PartitionWriter:
                 episode.indexed_at_ns is not None and not episode.changed
             )
             last = max(episode.last_seen, (episode.indexed_at_ns or 0) / 1e9)
-            if settled and now - last >= self.dedup_window_s:
+            if settled and now - last >= self.dedup_window_s and episode.indexed_in != position:
                 del self.episodes[episode_id]
 
     def finished(self, flush: PreparedFlush) -> None:
@@ -442,6 +465,25 @@ class PartitionWriter:
             self.committed = flush.commit_to
         self.pending = None
         self.last_checkpoint = flush.checkpoint.key
+        self.flush = flush.checkpoint.flush
+
+
+def _check_indexable(episode: EpisodeState, manifest: EpisodeManifest, text: str) -> None:
+    """Build the episode's index row once, now, while its manifest record can still be refused.
+
+    The index row is built again at every flush that indexes the episode, long after the
+    manifest's record was judged; a value the row cannot hold must be found here, where it can
+    go to dead letters, not there, where it would stop the partition.
+    """
+    trial = EpisodeState(episode.episode_id, episode.capture_point_id, episode.device_id)
+    trial.set_manifest(manifest, text)
+    try:
+        index_table([trial.index_row(0)])
+        episode_date(manifest.episode_id)
+    except (pa.ArrowException, ValueError, OverflowError, UnicodeError) as exc:
+        raise ContractViolation(
+            "manifest_invalid", f"manifest cannot be stored in the episodes index: {exc}"
+        ) from exc
 
 
 def _success_labels(table: pa.Table) -> int:

@@ -322,3 +322,12 @@ def test_depth_stream(episode: SyntheticEpisode, registry: StreamTypeRegistry) -
     assert validate_chunk(encode_chunk(rows, depth), manifest, "depth_head").num_rows == 2
     negative = _with_column(rows, "depth_scale", pa.array([0.001, -1.0], pa.float32()))
     _rejects(encode_chunk(negative, depth), manifest, "depth_head", "value_not_allowed")
+
+
+def test_nan_success_label_is_refused(episode: SyntheticEpisode) -> None:
+    """Issue 15, defect 7: NaN compares false with both bounds and passed the 0..1 check."""
+    events = _rows(episode, "events")
+    nan = _with_column(events, "value", pa.array([None, None, float("nan")], pa.float32()))
+    violation = _rejects(_ipc(nan), episode.manifest, "events", "value_not_allowed")
+    assert "NaN" in violation.message
+    assert violation.context["row"] == 2

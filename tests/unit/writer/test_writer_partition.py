@@ -26,8 +26,10 @@ def writer(clock: FakeClock, **kwargs: object) -> PartitionWriter:
     return PartitionWriter("chunks", 0, policy=policy, clock=clock, **kwargs)  # type: ignore[arg-type]
 
 
-def feed(w: PartitionWriter, episode: SyntheticEpisode, *, complete: bool = True) -> int:
-    offset = 0
+def feed(
+    w: PartitionWriter, episode: SyntheticEpisode, *, complete: bool = True, start: int = 0
+) -> int:
+    offset = start
     manifest = episode.manifest
     value = episode.manifest_bytes()
     assert w.accept(record(offset, manifest_record(manifest, value), value)).outcome == "stored"
@@ -150,3 +152,152 @@ def test_recovery_deletes_uncommitted_objects_and_resumes_committed_state(
         == "duplicate"
     )
     assert Checkpoint.from_bytes(flush.checkpoint.to_bytes(), where="x") == flush.checkpoint
+
+
+class Kafka:
+    """The committed offset of one partition, as the run loop would leave it."""
+
+    def __init__(self) -> None:
+        self.committed: int | None = None
+
+
+def store_flush(
+    store: MemoryStore, kafka: Kafka, w: PartitionWriter, reason: str, *, crash_after: int = -1
+) -> bool:
+    """The run loop's order for one flush: checkpoint, objects, commit, drop the previous.
+
+    ``crash_after`` >= 0 stops after that many objects were uploaded (the process died; all of
+    them: before the commit);
+    returns whether the flush went all the way.
+    """
+    flush = w.prepare(reason)  # type: ignore[arg-type]
+    assert flush is not None
+    store.put(flush.checkpoint.key, flush.checkpoint.to_bytes(), "application/json")
+    for done, file in enumerate(flush.files):
+        if done == crash_after:
+            return False
+        store.put(file.key, file.data, "")
+    if crash_after == len(flush.files):
+        return False
+    if flush.commit_to is not None:
+        kafka.committed = flush.commit_to
+    previous = w.last_checkpoint
+    w.finished(flush)
+    if previous is not None and previous != flush.checkpoint.key:
+        store.delete(previous)
+    return True
+
+
+def restart(
+    store: MemoryStore, kafka: Kafka, clock: FakeClock, **kwargs: object
+) -> PartitionWriter:
+    """A new owner of the partition: recovery, then a writer with the recovered state."""
+    recovered = recover(store, "chunks", 0, committed=kafka.committed)
+    w = writer(clock, episodes=recovered.episodes, committed=kafka.committed, **kwargs)
+    w.flush = recovered.flush
+    w.last_checkpoint = recovered.resumed_from
+    return w
+
+
+def index_rows(store: MemoryStore) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for key, data in sorted(store.objects.items()):
+        if key.startswith("index/"):
+            rows += pq.read_table(io.BytesIO(data)).to_pylist()
+    return rows
+
+
+def test_restart_after_an_index_only_timeout_flush_keeps_state_and_index_row(
+    episode: SyntheticEpisode,
+) -> None:
+    """Defect 1 of issue 15: the index-only flush's checkpoint was taken for uncommitted."""
+    clock, store, kafka = FakeClock(), MemoryStore(), Kafka()
+    w = writer(clock, incomplete_after_s=120.0)
+    last = feed(w, episode, complete=False)
+    clock.now += 5
+    assert store_flush(store, kafka, w, "age")
+    assert kafka.committed == last + 1
+    clock.now += 121
+    assert w.due(clock()) == "timeout"
+    assert store_flush(store, kafka, w, "timeout")
+    assert kafka.committed == last + 1  # nothing new to commit
+    assert [row["episode_id"] for row in index_rows(store)] == [episode.manifest.episode_id]
+
+    w = restart(store, kafka, clock, incomplete_after_s=120.0)
+    assert set(w.episodes) == {episode.manifest.episode_id}
+    assert [row["episode_id"] for row in index_rows(store)] == [episode.manifest.episode_id]
+    stream, seq, data = next(episode.iter_chunks(64 * 1024))
+    again = record(last + 1, chunk_record(episode.manifest, stream, seq, data), data)
+    assert w.accept(again).outcome == "duplicate"  # the retry is not stored a second time
+    # A second restart, with the late retry flushed at the index-only position, changes nothing.
+    clock.now += 5
+    assert store_flush(store, kafka, w, "age")
+    w = restart(store, kafka, clock, incomplete_after_s=120.0)
+    assert set(w.episodes) == {episode.manifest.episode_id}
+    assert len(index_rows(store)) == 1
+
+
+def test_crash_between_index_only_checkpoint_and_its_upload_is_redone(
+    episode: SyntheticEpisode,
+) -> None:
+    clock, store, kafka = FakeClock(), MemoryStore(), Kafka()
+    w = writer(clock, incomplete_after_s=120.0)
+    feed(w, episode, complete=False)
+    clock.now += 5
+    assert store_flush(store, kafka, w, "age")
+    clock.now += 121
+    assert not store_flush(store, kafka, w, "timeout", crash_after=0)
+    assert index_rows(store) == []
+    w = restart(store, kafka, clock, incomplete_after_s=120.0)
+    rows = index_rows(store)
+    assert [(row["episode_id"], row["complete"]) for row in rows] == [
+        (episode.manifest.episode_id, False)
+    ]
+    assert w.due(clock()) is None  # indexed: no second timeout row
+
+
+def test_uncommitted_flush_at_an_index_only_position_keeps_the_index_only_rows(
+    episode: SyntheticEpisode,
+) -> None:
+    clock, store, kafka = FakeClock(), MemoryStore(), Kafka()
+    w = writer(clock, incomplete_after_s=120.0)
+    last = feed(w, episode, complete=False)
+    clock.now += 5
+    assert store_flush(store, kafka, w, "age")
+    clock.now += 121
+    assert store_flush(store, kafka, w, "timeout")
+    # A late completion arrives; its flush starts at the same offset and dies before the commit,
+    # after overwriting the index file at that position.
+    value = json.dumps(episode.completion_document(episode.chunks(64 * 1024))).encode()
+    w.accept(record(last + 1, complete_record(episode.manifest, value), value))
+    clock.now += 5
+    assert not store_flush(store, kafka, w, "age", crash_after=1)
+    assert [row["complete"] for row in index_rows(store)] == [True]
+    w = restart(store, kafka, clock, incomplete_after_s=120.0)
+    assert [row["complete"] for row in index_rows(store)] == [False]  # the committed row
+    assert w.episodes[episode.manifest.episode_id].declared is None  # replayed next
+    w.accept(record(last + 1, complete_record(episode.manifest, value), value))
+    clock.now += 5
+    assert store_flush(store, kafka, w, "age")
+    assert [row["complete"] for row in index_rows(store)] == [True]
+    assert kafka.committed == last + 2
+
+
+def test_an_index_row_outlives_the_dedup_window_while_its_position_is_current() -> None:
+    """An idle partition: every timeout row at one offset rewrites that offset's index file."""
+    clock, store, kafka = FakeClock(), MemoryStore(), Kafka()
+    w = writer(clock, incomplete_after_s=1000.0, dedup_window_s=100.0)
+    episodes = [
+        generate_episode(SyntheticSpec(seed=seed, duration_s=0.3, cameras=())) for seed in (5, 6, 7)
+    ]
+    offset = -1
+    for episode in episodes:  # 300 s apart, so they time out 300 s apart
+        offset = feed(w, episode, complete=False, start=offset + 1)
+        clock.now += 300
+    assert store_flush(store, kafka, w, "age")
+    for _ in episodes:
+        clock.now += 300
+        assert w.due(clock()) == "timeout"
+        assert store_flush(store, kafka, w, "timeout")
+    indexed = sorted(row["episode_id"] for row in index_rows(store))
+    assert indexed == sorted(e.manifest.episode_id for e in episodes)
