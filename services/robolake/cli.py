@@ -7,11 +7,11 @@ module stays a thin router.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from robolake import __version__
+from robolake import __version__, logs
 from robolake.errors import RobolakeError
 
 
@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging verbosity (default: INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get(logs.ENV_LOG_FORMAT) or "text",
+        choices=logs.LOG_FORMATS,
+        help="text: one line per record, control and bidi characters escaped; json: one JSON "
+        f"object per line (env {logs.ENV_LOG_FORMAT}, default text)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     stack_cli.add_parser(subparsers)
@@ -76,15 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; errors robolake raises on purpose print one line and exit 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.log_format not in logs.LOG_FORMATS:  # argparse checks flags, not defaults
+        parser.error(f"{logs.ENV_LOG_FORMAT} must be one of {', '.join(logs.LOG_FORMATS)}")
+    logs.configure(args.log_level, args.log_format)
     try:
         code: int = args.func(args)
     except RobolakeError as exc:
-        print(f"robolake: error: {exc}", file=sys.stderr)
+        # Error messages quote names and values from files, brokers and devices.
+        print(f"robolake: error: {logs.escape(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

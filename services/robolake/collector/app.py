@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from robolake.collector.devices import DeviceRegistry, Identity
@@ -420,6 +421,9 @@ class Collector:
             response = problem("not_found", f"no resource at {request.path}")
         except web.HTTPMethodNotAllowed:
             response = problem("method_not_allowed", f"{request.method} not allowed here")
+        except (HttpProcessingError, web.RequestPayloadError):
+            # The body's framing broke while it was read (see collector/protocol.py).
+            response = problem("malformed_request", "the body's framing is not valid HTTP/1.1")
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception:

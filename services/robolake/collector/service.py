@@ -20,9 +20,9 @@ from robolake.collector.app import Collector
 from robolake.collector.devices import DeviceRegistry
 from robolake.collector.errors import KafkaUnavailable
 from robolake.collector.metrics import CollectorMetrics
+from robolake.collector.protocol import CollectorRunner
 from robolake.collector.settings import CollectorSettings
 from robolake.collector.sink import KafkaSink
-from robolake.collector.tickets import MAX_TICKET_CHARS
 from robolake.endpoints import Endpoints
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,12 @@ async def serve(settings: CollectorSettings, endpoints: Endpoints) -> None:
     collector = Collector(
         settings, registry=DeviceRegistry(settings.devices_file), sink=sink, metrics=metrics
     )
-    runner = web.AppRunner(
+    runner = CollectorRunner(
         collector.build(),
+        metrics=metrics,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.drain_seconds,
-        max_field_size=MAX_TICKET_CHARS + 1024,
     )
     await runner.setup()
     ssl_context = None
