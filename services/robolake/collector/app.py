@@ -35,7 +35,13 @@ from robolake.episode.chunks import ChunkLimits, validate_chunk
 from robolake.episode.completion import parse_completion
 from robolake.episode.errors import ContractViolation
 from robolake.episode.manifest import EpisodeManifest, parse_manifest
-from robolake.episode.records import RecordMeta, chunk_record, complete_record, manifest_record
+from robolake.episode.records import (
+    RecordMeta,
+    chunk_record,
+    complete_record,
+    manifest_record,
+    parse_seq,
+)
 
 log = logging.getLogger(__name__)
 
@@ -294,11 +300,9 @@ class Collector:
         stream = request.match_info["stream"]
         manifest.stream(stream)  # unknown_stream before reading anything
         try:
-            seq = int(request.match_info["seq"])
-            if seq < 0 or seq >= 10**18:
-                raise ValueError
-        except ValueError:
-            raise Refusal(problem("bad_request", "seq must be an integer >= 0")) from None
+            seq = parse_seq(request.match_info["seq"])
+        except ValueError as exc:
+            raise Refusal(problem("bad_request", str(exc))) from None
         self._media_type(request, ARROW_STREAM)
         declared = request.headers.get(CHECKSUM_HEADER)
         if declared is None and (digest := request.headers.get("Content-Digest")):
