@@ -90,7 +90,8 @@ async def test_contribution_report_matches_the_index_exactly(
     assert as_parquet.num_rows == len(report)
     assert pacsv.read_csv(tmp_path / "later.csv").num_rows == 0  # nothing recorded in the future
 
-    registry = json.loads(devices_file.read_text())["devices"]
+    lines = [json.loads(line) for line in devices_file.read_text().splitlines()[1:]]
+    registry = [line["device"] for line in lines if line["op"] == "add"]  # the journal's enrolments
     newest_enrolment: dict[str, tuple[float, str]] = {}
     for device in registry:
         seen = newest_enrolment.get(device["device_id"])
