@@ -127,7 +127,7 @@ def _digest(secret: str) -> str:
 
 def validate_identifier(kind: str, value: str) -> str:
     """Device, capture point and organisation ids: short, printable, header-safe."""
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise DeviceRegistryError(
             f"invalid {kind} {value!r}: use 1-128 characters of letters, digits and . _ : -"
         )
@@ -323,7 +323,7 @@ class DeviceRegistry:
 
     def authenticate(self, token: str) -> Identity | None:
         """The identity a bearer token stands for, or None if it is unknown or revoked."""
-        match = _TOKEN_RE.match(token)
+        match = _TOKEN_RE.fullmatch(token)
         if match is None:
             return None
         token_id, secret = match.groups()

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from robolake.collector import devices
-from robolake.collector.devices import Device, DeviceRegistry, DeviceRegistryError, _digest
+from robolake.collector.devices import (
+    Device,
+    DeviceRegistry,
+    DeviceRegistryError,
+    _digest,
+    validate_identifier,
+)
 
 
 def test_token_authenticates_to_its_device_and_is_stored_hashed(tmp_path: Path) -> None:
@@ -355,3 +361,10 @@ def test_a_failed_append_enrols_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert path.read_bytes() == before
     monkeypatch.setattr(devices, "_append", append)
     assert registry.authenticate(registry.add("robot-1", "cp", "org")) is not None
+
+
+def test_an_identifier_with_a_final_newline_is_refused() -> None:
+    """Python's ``$`` matches before a final newline: 'dev-1\\n' passed as an identifier."""
+    with pytest.raises(DeviceRegistryError, match="invalid device"):
+        validate_identifier("device", "dev-1\n")
+    assert validate_identifier("device", "dev-1") == "dev-1"
