@@ -116,11 +116,17 @@ def check_manifest_document(document: object) -> None:
 
 
 def parse_manifest(
-    data: bytes | str | Mapping[str, Any], registry: StreamTypeRegistry | None = None
+    data: bytes | str | Mapping[str, Any],
+    registry: StreamTypeRegistry | None = None,
+    *,
+    check_owner: bool = True,
 ) -> EpisodeManifest:
     """Parse and check a manifest (raw JSON or an already-decoded object).
 
-    Raises :class:`ContractViolation` with ``manifest_invalid`` or ``unknown_stream_type``.
+    Raises :class:`ContractViolation` with ``manifest_invalid``, ``unknown_stream_type`` or
+    ``episode_not_owned``. ``check_owner=False`` is for manifests accepted earlier and kept in
+    the writer's checkpoints: those written before ownership existed must still load, and every
+    new record of the episode is checked for ownership anyway.
     """
     registry = registry if registry is not None else default_registry()
     document = _decode(data)
@@ -132,7 +138,7 @@ def parse_manifest(
             "from the current time (robolake.episode.ids.new_episode_id)",
         )
     owner_problem = ownership_error(document["episode_id"], document["device_id"])
-    if owner_problem is not None:
+    if check_owner and owner_problem is not None:
         raise ContractViolation("episode_not_owned", owner_problem)
     try:
         started = parse_timestamp_ns(document["started_at"])  # pattern already checked

@@ -298,7 +298,7 @@ class Writer:
                 if tp not in self._inflight and not w.buffer.empty
             ]
             if idle:
-                tp, writer = max(idle, key=lambda item: item[1].buffer.nbytes)
+                tp, writer = max(idle, key=lambda item: item[1].buffer.memory)
                 self._start_flush(tp, writer, "memory")
             elif self._inflight:
                 await asyncio.wait(list(self._inflight.values()), return_when="FIRST_COMPLETED")

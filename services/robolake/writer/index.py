@@ -92,7 +92,7 @@ class EpisodeState:
     @property
     def manifest(self) -> EpisodeManifest | None:
         if self._manifest is None and self.manifest_json is not None:
-            self._manifest = parse_manifest(self.manifest_json)
+            self._manifest = parse_manifest(self.manifest_json, check_owner=False)
         return self._manifest
 
     def set_manifest(self, manifest: EpisodeManifest, text: str) -> None:

@@ -359,8 +359,9 @@ class PartitionWriter:
 
     @property
     def held_bytes(self) -> int:
-        """Bytes this partition keeps in memory: buffered chunks and a prepared flush's files."""
-        return self.buffer.nbytes + (self.pending.nbytes if self.pending is not None else 0)
+        """Memory this partition keeps: buffered chunks (with their per-chunk objects) and a
+        prepared flush's files."""
+        return self.buffer.memory + (self.pending.nbytes if self.pending is not None else 0)
 
     def position(self) -> int | None:
         """First offset of the next flush: the buffer's first, else the committed offset."""

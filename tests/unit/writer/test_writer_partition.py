@@ -301,3 +301,18 @@ def test_an_index_row_outlives_the_dedup_window_while_its_position_is_current() 
         assert store_flush(store, kafka, w, "timeout")
     indexed = sorted(row["episode_id"] for row in index_rows(store))
     assert indexed == sorted(e.manifest.episode_id for e in episodes)
+
+
+def test_checkpointed_state_from_before_ownership_still_loads_and_indexes() -> None:
+    """A checkpoint written before episode ids carried an owner tag must not stop the writer."""
+    from robolake.episode.ids import uuid7
+    from robolake.writer.index import EpisodeState
+
+    old = generate_episode(SyntheticSpec(seed=8, duration_s=0.3, cameras=()))
+    document = dict(old.manifest_document, episode_id=uuid7(1_767_600_000_000, bytes(10)))
+    state = EpisodeState(
+        document["episode_id"], document["capture_point_id"], document["device_id"]
+    )
+    state.manifest_json = json.dumps(document)
+    restored = EpisodeState.from_json(json.loads(json.dumps(state.to_json())))
+    assert restored.index_row(1)["episode_id"] == document["episode_id"]
