@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     from robolake.capture import cli as capture_cli
     from robolake.collector import cli as collector_cli
     from robolake.dataset import cli as dataset_cli
+    from robolake.devices import cli as devices_cli
     from robolake.ops import cli as ops_cli
     from robolake.stack import cli as stack_cli
     from robolake.writer import cli as writer_cli
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     stack_cli.add_parser(subparsers)
     collector_cli.add_parsers(subparsers)
+    devices_cli.add_parsers(subparsers)
     capture_cli.add_parsers(subparsers)
     demo.add_parser(subparsers)
     writer_cli.add_parsers(subparsers)

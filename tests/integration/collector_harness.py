@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer
 
 from robolake.collector.app import Collector
-from robolake.collector.devices import DeviceRegistry
 from robolake.collector.metrics import CollectorMetrics
 from robolake.collector.settings import CollectorSettings
 from robolake.collector.sink import KafkaSink
 from robolake.collector.tickets import MAX_TICKET_CHARS
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
 from robolake.episode.topics import MAX_RECORD_BYTES

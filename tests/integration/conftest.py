@@ -29,8 +29,8 @@ from collector_harness import (
 )
 from minio import Minio
 
-from robolake.collector.devices import DeviceRegistry
 from robolake.collector.settings import CollectorSettings
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import ENV_KAFKA_BOOTSTRAP, ENV_S3_ENDPOINT, Endpoints
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES

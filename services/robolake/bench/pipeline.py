@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from robolake.collector.devices import DeviceRegistry
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
 from robolake.episode.ids import new_episode_id

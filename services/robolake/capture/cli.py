@@ -156,7 +156,7 @@ def _simulate(args: argparse.Namespace) -> int:
     import tempfile
 
     from robolake.capture.simulator import SimulationConfig, simulate, write_summary
-    from robolake.collector.settings import default_devices_file
+    from robolake.devices.registry import default_devices_file
 
     with tempfile.TemporaryDirectory(prefix="robolake-sim-") as tmp:
         config = SimulationConfig(

@@ -29,7 +29,7 @@ from robolake.capture.client import CaptureClient
 from robolake.capture.errors import CaptureError
 from robolake.capture.spool import Spool
 from robolake.capture.uploader import Uploader, UploadStats
-from robolake.collector.devices import DeviceRegistry
+from robolake.devices.registry import DeviceRegistry
 from robolake.episode.manifest import SCENES, Scene
 from robolake.episode.synthetic import SyntheticSpec, generate_episode
 

@@ -22,7 +22,6 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from robolake.collector.devices import DeviceRegistry, Identity
 from robolake.collector.errors import Backpressure
 from robolake.collector.limits import DeviceQuota, InflightBytes, Reservation, jittered
 from robolake.collector.metrics import CollectorMetrics
@@ -30,6 +29,7 @@ from robolake.collector.problems import REASON_KEY, from_violation, problem
 from robolake.collector.settings import CollectorSettings
 from robolake.collector.sink import RecordSink
 from robolake.collector.tickets import TICKET_HEADER, TicketError, TicketSigner
+from robolake.devices.registry import DeviceRegistry, Identity
 from robolake.episode.checksums import checksum, checksum_from_content_digest, verify_checksum
 from robolake.episode.chunks import ChunkLimits, validate_chunk
 from robolake.episode.completion import parse_completion

@@ -17,12 +17,12 @@ import time
 from aiohttp import web
 
 from robolake.collector.app import Collector
-from robolake.collector.devices import DeviceRegistry
 from robolake.collector.errors import KafkaUnavailable
 from robolake.collector.metrics import CollectorMetrics
 from robolake.collector.protocol import CollectorRunner
 from robolake.collector.settings import CollectorSettings
 from robolake.collector.sink import KafkaSink
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 
 log = logging.getLogger(__name__)

@@ -9,23 +9,15 @@ from pathlib import Path
 from typing import Final
 
 from robolake.collector.errors import CollectorError
+from robolake.devices.registry import ENV_DEVICES_FILE, default_devices_file
 from robolake.episode.topics import CHUNK_TOPIC, DEFAULT_MAX_CHUNK_BYTES
 
-ENV_DEVICES_FILE: Final = "ROBOLAKE_DEVICES_FILE"
 ENV_TICKET_KEY: Final = "ROBOLAKE_TICKET_KEY"
 ENV_CHUNK_TOPIC: Final = "ROBOLAKE_CHUNK_TOPIC"
 ENV_REUSE_PORT: Final = "ROBOLAKE_COLLECTOR_REUSE_PORT"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
-
-
-def default_devices_file() -> Path:
-    """``$ROBOLAKE_DEVICES_FILE``, else ``$XDG_CONFIG_HOME/robolake/devices.json``."""
-    if explicit := os.environ.get(ENV_DEVICES_FILE):
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "robolake" / "devices.json"
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robolake.collector.devices import DeviceRegistry
 from robolake.dataset.errors import DatasetError
 from robolake.dataset.storage import episodes_index, has_index
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.shards import QUALITY_FLAGS
 from robolake.episode.shards import episodes_index as index_description

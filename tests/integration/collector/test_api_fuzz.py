@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from robolake.collector.devices import DeviceRegistry
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.schemas import schemas_dir
 from robolake.episode.synthetic import SyntheticSpec, generate_episode

@@ -22,8 +22,8 @@ from collector_harness import (
     start_collector,
 )
 
-from robolake.collector.devices import DeviceRegistry
 from robolake.collector.settings import CollectorSettings
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.chunks import encode_chunk
 from robolake.episode.synthetic import SyntheticEpisode

@@ -21,8 +21,8 @@ from pipeline_harness import Pipeline
 from robolake.capture.client import CaptureClient
 from robolake.capture.spool import Spool
 from robolake.capture.uploader import Uploader
-from robolake.collector.devices import DeviceRegistry
 from robolake.dataset.episodes import read_index
+from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.ids import NS_PER_S
 from robolake.episode.manifest import Scene

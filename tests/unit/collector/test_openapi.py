@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 from robolake.collector.app import Collector
-from robolake.collector.devices import DeviceRegistry
 from robolake.collector.problems import STATUS, status_of
 from robolake.collector.settings import CollectorSettings
+from robolake.devices.registry import DeviceRegistry
 from robolake.episode.errors import REASONS
 from robolake.episode.schemas import load_json
 

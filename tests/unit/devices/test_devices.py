@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from robolake.collector import devices
-from robolake.collector.devices import (
+from robolake.devices import registry as devices
+from robolake.devices.registry import (
     Device,
     DeviceRegistry,
     DeviceRegistryError,

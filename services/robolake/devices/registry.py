@@ -70,8 +70,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from robolake.collector.errors import CollectorError
+from robolake.devices.errors import DeviceRegistryError
 
+__all__ = [
+    "ENV_DEVICES_FILE",
+    "Compaction",
+    "Device",
+    "DeviceRegistry",
+    "DeviceRegistryError",
+    "Identity",
+    "default_devices_file",
+    "validate_identifier",
+]
+
+ENV_DEVICES_FILE: Final = "ROBOLAKE_DEVICES_FILE"
 TOKEN_PREFIX: Final = "rlk"
 FORMAT: Final = "robolake-devices"
 FORMAT_VERSION: Final = 2
@@ -81,8 +93,12 @@ _READ_BLOCK: Final = 1 << 20
 _MAX_NAMED: Final = 10
 
 
-class DeviceRegistryError(CollectorError):
-    """The registry file is unreadable, or a management command is invalid."""
+def default_devices_file() -> Path:
+    """``$ROBOLAKE_DEVICES_FILE``, else ``$XDG_CONFIG_HOME/robolake/devices.json``."""
+    if explicit := os.environ.get(ENV_DEVICES_FILE):
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "robolake" / "devices.json"
 
 
 @dataclass(frozen=True)

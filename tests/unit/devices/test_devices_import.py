@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from robolake.cli import main
-from robolake.collector import devices
-from robolake.collector.devices import DeviceRegistry
+from robolake.devices import registry as devices
+from robolake.devices.registry import DeviceRegistry
 
 _HEADER = "device_id,capture_point_id,organisation\n"
 

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from robolake.collector.devices import DeviceRegistryError, validate_identifier
+from robolake.devices.errors import DeviceRegistryError
+from robolake.devices.registry import validate_identifier
 
 FIELDS: Final = ("device_id", "capture_point_id", "organisation")
 _MAX_PROBLEMS: Final = 20
