@@ -215,9 +215,13 @@ class Collector:
     async def _produce(
         self, meta: RecordMeta, identity: Identity, value: bytes | bytearray
     ) -> None:
-        # Identity comes from the authenticated token, never from the body.
+        # Identity and provenance come from the authenticated token, never from the body; the
+        # organisation is stamped here, once, so no reader needs the device registry.
         stamped = replace(
-            meta, device_id=identity.device_id, capture_point_id=identity.capture_point_id
+            meta,
+            device_id=identity.device_id,
+            capture_point_id=identity.capture_point_id,
+            organisation=identity.organisation,
         )
         await self.sink.send(self.topic, stamped.key, value, stamped.headers())
 

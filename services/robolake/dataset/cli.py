@@ -1,8 +1,9 @@
 """``robolake episodes list|show`` and ``robolake export lerobot``: the readers from a shell.
 
-Both take the same filters (:func:`add_filter_arguments` → :class:`EpisodeFilter`), the dataset
-URL (``--dataset s3://BUCKET``, default ``ROBOLAKE_S3_BUCKET``) and, for the organisation filter,
-the collectors' device registry (``--devices-file``, default ``ROBOLAKE_DEVICES_FILE``).
+Both take the same filters (:func:`add_filter_arguments` → :class:`EpisodeFilter`) and the dataset
+URL (``--dataset s3://BUCKET``, default ``ROBOLAKE_S3_BUCKET``). Organisations come from the
+index; ``--devices-file`` (default ``ROBOLAKE_DEVICES_FILE``) is only the legacy fallback for
+index rows written before the collector stamped them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from robolake.dataset.episodes import EpisodeFilter, EpisodeInfo
-from robolake.dataset.errors import DatasetError
 from robolake.episode.shards import QUALITY_FLAGS
 
 
@@ -34,7 +34,8 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset URL (default: s3:// of ROBOLAKE_S3_BUCKET)")  # fmt: skip
     parser.add_argument(
         "--devices-file", type=Path, default=os.environ.get("ROBOLAKE_DEVICES_FILE") or None,
-        help="device registry, for --organisation (default: ROBOLAKE_DEVICES_FILE)",
+        help="device registry, only for the organisation of index rows written before the "
+        "index had one (default: ROBOLAKE_DEVICES_FILE)",
     )  # fmt: skip
     group = parser.add_argument_group("filters (repeat an option to allow several values)")
     group.add_argument("--scene", action="append", default=[], help="scene, e.g. warehouse")
@@ -59,11 +60,6 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
 
 def filter_from_args(args: argparse.Namespace) -> EpisodeFilter:
     """The :class:`EpisodeFilter` the options describe."""
-    if args.organisation and args.devices_file is None:
-        raise DatasetError(
-            "--organisation needs the device registry: pass --devices-file or set "
-            "ROBOLAKE_DEVICES_FILE"
-        )
     return EpisodeFilter(
         scenes=tuple(args.scene),
         task=args.task,

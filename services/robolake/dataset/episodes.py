@@ -4,9 +4,12 @@ The index may hold several rows per episode (a late chunk re-indexes it); ``sche
 says the newest ``indexed_at`` wins, so every filter here runs *after* that reduction -- filtering
 first could pick an older row that matches while the episode's current row does not.
 
-The organisation is not in the index (the collector knows it from the device registry but
-stamps only device and capture point), so filtering by organisation takes a device → organisation
-map, read from the device registry file by :func:`organisations_from_registry`.
+The organisation is in the index: the collector stamps the organisation of the device's token
+into the records and the writer keeps it in the episode's row, so readers never open the
+collectors' device registry (a secrets file). Rows written before that have a null
+``organisation`` (files written before it lack the column); for those alone
+:func:`legacy_organisations` -- the legacy fallback, the one place a reader touches the registry --
+asks the registry what the device's organisation is now.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -141,17 +144,44 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def organisations_from_registry(path: Path | None) -> dict[str, str]:
-    """Device id → organisation from the device registry file (the newest enrolment wins)."""
-    if path is None:
+#: Where the legacy fallback finds organisations: a device id → organisation map already read
+#: (tests, DataLoader workers), or the device registry file, opened only if a row needs it.
+LegacySource = Mapping[str, str] | Path | None
+
+
+def legacy_organisations(device_ids: Collection[str], source: LegacySource) -> dict[str, str]:
+    """LEGACY FALLBACK: the organisations of devices whose index rows predate the column.
+
+    Index rows written before the collector stamped the organisation have none; this is the one
+    function through which readers and reports still consult the collectors' device registry
+    for them (the newest enrolment of a device wins), and it is called only for such rows. Its
+    answer is the device's organisation *now*, not at upload: moving a device to another
+    organisation in the registry moves these old episodes too, which rows carrying the column
+    never do. Delete it once no index file without the column is left (re-index, or let them
+    age out).
+
+    Never fails a read for want of the registry: without one, or for a device it does not know,
+    the row keeps :data:`UNKNOWN_ORGANISATION` (and a warning says how many rows that is).
+    """
+    if not device_ids:
         return {}
-    if not path.is_file():
-        raise DatasetError(
-            f"device registry {path} not found; organisations come from the collectors' device "
-            "registry (ROBOLAKE_DEVICES_FILE or --devices-file)"
+    if isinstance(source, Mapping):
+        return {d: source[d] for d in device_ids if d in source}
+    if source is None or not source.is_file():
+        log.warning(
+            "%d device(s) have index rows without an organisation (written before the collector "
+            "stamped it) and %s; they count as %r -- pass --devices-file "
+            "(ROBOLAKE_DEVICES_FILE) to attribute them",
+            len(device_ids),
+            "no device registry was given" if source is None else f"{source} does not exist",
+            UNKNOWN_ORGANISATION,
         )
+        return {}
+    wanted = set(device_ids)
     newest: dict[str, tuple[float, str]] = {}
-    for device in DeviceRegistry(path).devices():
+    for device in DeviceRegistry(source).devices():
+        if device.device_id not in wanted:
+            continue
         seen = newest.get(device.device_id)
         if seen is None or device.created_at >= seen[0]:
             newest[device.device_id] = (device.created_at, device.organisation)
@@ -198,12 +228,30 @@ def read_index(
     return newest_rows(table)
 
 
-def with_organisation(table: pa.Table, organisations: Mapping[str, str]) -> pa.Table:
-    """Append an ``organisation`` column looked up by ``device_id``."""
+def with_organisation(table: pa.Table, legacy: LegacySource = None) -> pa.Table:
+    """Index rows with an ``organisation`` that is never null, for filters and group-bys.
+
+    A row's own ``organisation`` (stamped at ingest) always wins; only rows without one go to
+    :func:`legacy_organisations` with ``legacy``, and the registry is not opened when every row
+    has one. The column keeps its place in the index schema (appended if ``table`` lacks it).
+    """
+    if "organisation" in table.column_names:
+        stamped = table["organisation"].to_pylist()
+    else:
+        stamped = [None] * table.num_rows
+    devices = table["device_id"].to_pylist()
+    missing = {str(d) for d, o in zip(devices, stamped, strict=True) if o is None}
+    found = legacy_organisations(missing, legacy)
     names = [
-        organisations.get(str(d), UNKNOWN_ORGANISATION) for d in table["device_id"].to_pylist()
+        o if o is not None else found.get(str(d), UNKNOWN_ORGANISATION)
+        for d, o in zip(devices, stamped, strict=True)
     ]
-    return table.append_column("organisation", pa.array(names, type=pa.string()))
+    column = pa.array(names, type=pa.string())
+    if "organisation" in table.column_names:
+        return table.set_column(
+            table.schema.get_field_index("organisation"), "organisation", column
+        )
+    return table.append_column("organisation", column)
 
 
 def _timestamp(value: dt.datetime) -> pa.Scalar:
@@ -211,7 +259,7 @@ def _timestamp(value: dt.datetime) -> pa.Scalar:
 
 
 def filter_index(table: pa.Table, criteria: EpisodeFilter) -> pa.Table:
-    """Rows of ``table`` (current index rows with ``organisation``) meeting ``criteria``.
+    """Rows of ``table`` (current index rows, after :func:`with_organisation`) meeting ``criteria``.
 
     One vectorised mask over the table; list-valued criteria use ``is_in``, flags use the
     ``quality_flags`` lists, all in pyarrow compute.

@@ -31,7 +31,6 @@ from robolake.dataset.episodes import (
     filter_index,
     manifest_document,
     newest_rows,
-    organisations_from_registry,
     read_index,
     with_organisation,
 )
@@ -52,10 +51,15 @@ class RobolakeDataset:
         endpoints: Endpoints,
         *,
         organisations: Mapping[str, str] | None = None,
+        devices_file: Path | None = None,
         registry: StreamTypeRegistry | None = None,
     ) -> None:
         self.endpoints = endpoints
+        #: For index rows without an organisation only (the legacy fallback,
+        #: :func:`~robolake.dataset.episodes.legacy_organisations`): a device → organisation
+        #: map if given, else the device registry file, opened only if such a row exists.
         self.organisations = dict(organisations or {})
+        self.devices_file = devices_file
         self.registry = registry if registry is not None else default_registry()
         self._filesystem = storage.s3_filesystem(endpoints)
         self._index: pa.Table | None = None
@@ -69,12 +73,10 @@ class RobolakeDataset:
         devices_file: Path | None = None,
     ) -> RobolakeDataset:
         """The dataset at ``s3://BUCKET`` (default: ``ROBOLAKE_S3_BUCKET``); endpoint and
-        credentials from ``endpoints`` or the environment. ``devices_file`` (the collectors'
-        device registry) maps devices to organisations for the organisation filter."""
-        return cls(
-            storage.endpoints_for_url(url, endpoints),
-            organisations=organisations_from_registry(devices_file),
-        )
+        credentials from ``endpoints`` or the environment. Organisations come from the index;
+        ``devices_file`` (the collectors' device registry) is only the legacy fallback for rows
+        written before the index had them, and is not opened unless such a row exists."""
+        return cls(storage.endpoints_for_url(url, endpoints), devices_file=devices_file)
 
     @property
     def url(self) -> str:
@@ -85,7 +87,8 @@ class RobolakeDataset:
         """The current index row of every episode, with ``organisation``; read once, cached."""
         if self._index is None or refresh:
             table = read_index(self.endpoints)
-            self._index = with_organisation(table, self.organisations)
+            legacy = self.organisations or self.devices_file
+            self._index = with_organisation(table, legacy)
             log.info("episodes index of %s: %d episodes", self.url, self._index.num_rows)
         return self._index
 

@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 
 from robolake.dataset.errors import DatasetError
 from robolake.endpoints import Endpoints
+from robolake.episode.shards import episodes_index as index_description
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,24 @@ def shards(endpoints: Endpoints, stream_type: str) -> ds.Dataset:
 
 
 def episodes_index(endpoints: Endpoints) -> ds.Dataset:
-    """The episodes index (rows may repeat per episode; the newest ``indexed_at`` wins)."""
+    """The episodes index (rows may repeat per episode; the newest ``indexed_at`` wins).
+
+    Read with the contract's schema, not one inferred from a file: pyarrow would take the first
+    file's, and index files written before a column was added (``organisation``) lack it, so a
+    bucket holding both would lose the column or fail depending on which file sorts first. With
+    the contract's schema a missing column reads as nulls.
+    """
+    return open_index(f"{endpoints.s3_bucket}/{INDEX_PREFIX}", s3_filesystem(endpoints))
+
+
+def open_index(path: str, filesystem: pafs.FileSystem) -> ds.Dataset:
+    """The index files under ``path`` as one dataset of the contract's schema (see above)."""
     return ds.dataset(
-        f"{endpoints.s3_bucket}/{INDEX_PREFIX}",
-        filesystem=s3_filesystem(endpoints),
+        path,
+        filesystem=filesystem,
         format="parquet",
         partitioning="hive",
+        schema=index_description().schema,
     )
 
 

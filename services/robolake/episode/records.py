@@ -5,6 +5,11 @@ in order, so the writer sees its manifest before its chunks and its completion a
 value is the device's bytes, unchanged; everything the writer needs without parsing the value
 rides in headers, UTF-8 text, each at most once.
 
+Provenance the collector knows from the device's token but the manifest does not say (the
+organisation) rides in optional headers: stamped once, at ingest, so readers never need the
+collectors' device registry; optional because records produced before it existed must still
+parse.
+
 Headers are lists of ``(str, bytes)`` pairs, the shape aiokafka produces and consumes.
 """
 
@@ -36,6 +41,7 @@ HEADER_STREAM: Final = "stream"
 HEADER_SEQ: Final = "seq"
 HEADER_STREAM_TYPE: Final = "stream_type"
 HEADER_SCHEMA_FINGERPRINT: Final = "schema_fingerprint"
+HEADER_ORGANISATION: Final = "organisation"
 
 #: Headers every record carries.
 COMMON_HEADERS: Final = (
@@ -53,6 +59,8 @@ REQUIRED_HEADERS: Final[dict[RecordKind, tuple[str, ...]]] = {
     "chunk": COMMON_HEADERS + CHUNK_HEADERS,
     "complete": COMMON_HEADERS,
 }
+#: Headers any kind may carry, after the required ones; absent from older collectors' records.
+OPTIONAL_HEADERS: Final = (HEADER_ORGANISATION,)
 
 HEADER_DLQ_REASON: Final = "dlq_reason"
 HEADER_DLQ_MESSAGE: Final = "dlq_message"
@@ -73,6 +81,9 @@ MAX_DLQ_MESSAGE_BYTES: Final = 1024
 _STREAM_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,62}\.v[1-9][0-9]*$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 _SEQ = re.compile(r"0|[1-9][0-9]{0,17}")
+#: The device registry's identifier rule (``robolake.devices.registry.validate_identifier``):
+#: an organisation that breaks it did not come from the registry.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 #: Largest chunk sequence number (18 digits).
 MAX_SEQ: Final = 10**18 - 1
 
@@ -90,6 +101,8 @@ class RecordMeta:
     seq: int | None = None
     stream_type: str | None = None
     schema_fingerprint: str | None = None
+    #: Organisation of the authenticated device; None in records of older collectors.
+    organisation: str | None = None
 
     @property
     def key(self) -> bytes:
@@ -97,7 +110,7 @@ class RecordMeta:
         return self.episode_id.encode("ascii")
 
     def headers(self) -> Headers:
-        """Headers in contract order, only the ones the kind carries."""
+        """Headers in contract order: the kind's required ones, then the optional ones set."""
         values: dict[str, str | int | None] = {
             HEADER_KIND: self.kind,
             HEADER_EPISODE_ID: self.episode_id,
@@ -109,7 +122,10 @@ class RecordMeta:
             HEADER_STREAM_TYPE: self.stream_type,
             HEADER_SCHEMA_FINGERPRINT: self.schema_fingerprint,
         }
-        return [(name, str(values[name]).encode()) for name in REQUIRED_HEADERS[self.kind]]
+        headers = [(name, str(values[name]).encode()) for name in REQUIRED_HEADERS[self.kind]]
+        if self.organisation is not None:
+            headers.append((HEADER_ORGANISATION, self.organisation.encode()))
+        return headers
 
 
 def manifest_record(manifest: EpisodeManifest, value: Bytes) -> RecordMeta:
@@ -190,6 +206,9 @@ def parse_record(key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Rec
         raise ContractViolation("episode_not_owned", owner_problem)
     if not is_checksum(values[HEADER_CHECKSUM]):
         raise _invalid(f"checksum {values[HEADER_CHECKSUM]!r} is not sha256:<hex>")
+    organisation = values.get(HEADER_ORGANISATION)
+    if organisation is not None and _IDENTIFIER.fullmatch(organisation) is None:
+        raise _invalid(f"header 'organisation' is malformed: {organisation[:40]!r}")
     if kind != "chunk":
         return RecordMeta(
             kind=kind,
@@ -197,6 +216,7 @@ def parse_record(key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Rec
             capture_point_id=values[HEADER_CAPTURE_POINT_ID],
             device_id=values[HEADER_DEVICE_ID],
             checksum=values[HEADER_CHECKSUM],
+            organisation=organisation,
         )
     for name, pattern in (
         (HEADER_SEQ, _SEQ),
@@ -215,6 +235,7 @@ def parse_record(key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Rec
         seq=parse_seq(values[HEADER_SEQ]),
         stream_type=values[HEADER_STREAM_TYPE],
         schema_fingerprint=values[HEADER_SCHEMA_FINGERPRINT],
+        organisation=organisation,
     )
 
 

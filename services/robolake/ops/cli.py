@@ -99,7 +99,8 @@ def add_parsers(subparsers: Any) -> None:
             "Per organisation and capture point: episodes, complete and flagged episodes (and "
             "their shares), hours recorded and shard bytes, for episodes recorded (started_at, "
             "UTC) from --since to --until, both days included. Counts the newest index row per "
-            "episode; organisations come from the device registry. See docs/operations.md."
+            "episode; organisations come from the index (stamped at upload), the device "
+            "registry only for rows written before that. See docs/operations.md."
         ),
     )
     contributions.add_argument("--since", type=parse_date, required=True, help="first day")
@@ -125,8 +126,8 @@ def add_parsers(subparsers: Any) -> None:
 def _add_devices_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--devices-file", type=Path, default=_devices_default(),
-        help=f"device registry, for organisations (env {ENV_DEVICES_FILE}); without it every "
-        "episode's organisation is 'unknown'",
+        help=f"device registry (env {ENV_DEVICES_FILE}), only for the organisation of index rows "
+        "written before the index carried it; without it those count as 'unknown'",
     )  # fmt: skip
 
 
@@ -151,10 +152,9 @@ def _exporter(args: argparse.Namespace) -> int:
 def _contributions(args: argparse.Namespace) -> int:
     from robolake.endpoints import Endpoints
     from robolake.ops.contributions import Period, contributions, write_report
-    from robolake.ops.episodes import organisations
 
     period = Period(args.since, args.until)
-    table = contributions(Endpoints.from_env(), period, organisations(args.devices_file))
+    table = contributions(Endpoints.from_env(), period, args.devices_file)
     write_report(table, args.format, args.output, sys.stdout)
     return 0
 

@@ -3,8 +3,10 @@
 A data-voucher claim needs, per organisation and capture point, how much usable robot data it
 delivered in a period: episodes, hours, bytes, and how much of it is complete or flagged. The
 report counts the newest index row of every episode whose ``started_at`` (when it was recorded)
-falls in ``[since, until]`` (UTC days, both included), with the organisation of the uploading
-device from the device registry and the shard bytes attributed to each episode
+falls in ``[since, until]`` (UTC days, both included), with the organisation the collector
+stamped at upload (the index's ``organisation``; the device registry only for rows written before
+it, :func:`~robolake.dataset.episodes.legacy_organisations`) and the shard bytes attributed to
+each episode
 (:mod:`robolake.ops.attribution`, reading only the shard files those episodes list).
 
 Hours are ``ended_at - started_at`` from the manifests; ``share_complete`` and ``share_flagged``
@@ -16,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, TextIO
@@ -31,7 +32,7 @@ from robolake.dataset.storage import s3_filesystem
 from robolake.endpoints import Endpoints
 from robolake.errors import RobolakeError
 from robolake.ops.attribution import ShardAttribution, StoredFile
-from robolake.ops.episodes import read_index
+from robolake.ops.episodes import LegacySource, read_index
 from robolake.ops.inventory import aggregate, enrich
 
 log = logging.getLogger(__name__)
@@ -101,14 +102,14 @@ def _listed_files(fs: pafs.FileSystem, bucket: str, episodes: pa.Table) -> list[
     return files
 
 
-def contributions(endpoints: Endpoints, period: Period, by_device: Mapping[str, str]) -> pa.Table:
+def contributions(endpoints: Endpoints, period: Period, legacy: LegacySource = None) -> pa.Table:
     """The report as a table of :data:`COLUMNS`, one row per (organisation, capture point)."""
     index = _in_period(read_index(endpoints), period)
     fs = s3_filesystem(endpoints)
     attribution = ShardAttribution(fs, endpoints.s3_bucket)
     bytes_by_episode = attribution.bytes_by_episode(_listed_files(fs, endpoints.s3_bucket, index))
     totals = aggregate(
-        enrich(index, bytes_by_episode, by_device), ["organisation", "capture_point_id"]
+        enrich(index, bytes_by_episode, legacy), ["organisation", "capture_point_id"]
     )
     episodes = pc.cast(totals["episodes"], pa.float64())
     columns = {

@@ -27,7 +27,6 @@ from robolake.dataset.storage import s3_filesystem
 from robolake.endpoints import Endpoints
 from robolake.episode.manifest import SCENES
 from robolake.ops.attribution import ShardAttribution
-from robolake.ops.episodes import organisations
 from robolake.ops.inventory import Inventory, aggregate, scan
 from robolake.ops.metrics import DEFAULT_TARGET_BYTES, DatasetMetrics
 
@@ -43,7 +42,8 @@ class ExporterSettings:
 
     #: Seconds between scans of the bucket.
     interval_s: float = 300.0
-    #: The device registry, for organisations; None counts every episode as ``unknown``.
+    #: The device registry, only for index rows written before they carried the organisation
+    #: (the legacy fallback); without it those rows count as ``unknown``.
     devices_file: Path | None = None
     target_bytes: int = DEFAULT_TARGET_BYTES
     target_date: dt.date = DEFAULT_TARGET_DATE
@@ -69,7 +69,7 @@ class Exporter:
 
     def scan_once(self) -> Inventory:
         """One blocking scan (run it in a thread)."""
-        return scan(self.endpoints, self._attribution, organisations(self.settings.devices_file))
+        return scan(self.endpoints, self._attribution, self.settings.devices_file)
 
     def apply(self, inventory: Inventory) -> None:
         """Replace every dataset gauge with the scan's numbers (call it on the loop thread)."""

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from robolake.dataset.storage import INDEX_PREFIX, SHARDS_PREFIX, s3_filesystem
 from robolake.endpoints import Endpoints
 from robolake.ops.attribution import ShardAttribution, is_shard, list_files
-from robolake.ops.episodes import read_index, recorded_seconds, with_organisation
+from robolake.ops.episodes import LegacySource, read_index, recorded_seconds, with_organisation
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,11 @@ class Inventory:
 
 
 def enrich(
-    index: pa.Table, bytes_by_episode: Mapping[str, int], by_device: Mapping[str, str]
+    index: pa.Table, bytes_by_episode: Mapping[str, int], legacy: LegacySource = None
 ) -> pa.Table:
-    """Add ``organisation``, ``recorded_seconds``, ``bytes`` and ``flagged`` to index rows."""
-    table = with_organisation(index, by_device)
+    """Fill ``organisation`` (``legacy`` only for rows without one), add ``recorded_seconds``,
+    ``bytes`` and ``flagged`` to index rows."""
+    table = with_organisation(index, legacy)
     table = table.append_column("recorded_seconds", recorded_seconds(table))
     sizes = [bytes_by_episode.get(str(e), 0) for e in table["episode_id"].to_pylist()]
     table = table.append_column("bytes", pa.array(sizes, type=pa.int64()))
@@ -61,7 +62,7 @@ def enrich(
 
 
 def scan(
-    endpoints: Endpoints, attribution: ShardAttribution, by_device: Mapping[str, str]
+    endpoints: Endpoints, attribution: ShardAttribution, legacy: LegacySource = None
 ) -> Inventory:
     """List the bucket, attribute shard bytes, read the index: the dataset as it is now."""
     fs = s3_filesystem(endpoints)
@@ -70,7 +71,7 @@ def scan(
     index_objects = list_files(fs, bucket, INDEX_PREFIX.split("/")[0])
     shards = [f for f in shard_objects if is_shard(f.key)]
     bytes_by_episode = attribution.bytes_by_episode(shards)
-    episodes = enrich(read_index(endpoints), bytes_by_episode, by_device)
+    episodes = enrich(read_index(endpoints), bytes_by_episode, legacy)
     attributed = int(pc.sum(episodes["bytes"]).as_py() or 0)
     return Inventory(
         stored_bytes=sum(f.size for f in (*shard_objects, *index_objects)),

@@ -72,6 +72,9 @@ class EpisodeState:
     capture_point_id: str
     device_id: str
     manifest_json: str | None = None
+    #: Organisation stamped by the collector on the manifest record; None from older
+    #: collectors (and in checkpoints written before the field existed).
+    organisation: str | None = None
     tallies: dict[str, StreamTally] = field(default_factory=dict)
     declared: dict[str, StreamCount] | None = None
     conflicting_duplicate: bool = False
@@ -194,6 +197,7 @@ class EpisodeState:
             "complete": self.is_complete(),
             "quality_flags": list(self.quality_flags()),
             "indexed_at": indexed_at_ns,
+            "organisation": self.organisation,
         }
 
     # -- checkpoint form -------------------------------------------------------------------
@@ -204,6 +208,7 @@ class EpisodeState:
             "capture_point_id": self.capture_point_id,
             "device_id": self.device_id,
             "manifest_json": self.manifest_json,
+            "organisation": self.organisation,
             "tallies": {name: vars(t) for name, t in self.tallies.items()},
             "declared": (
                 None
@@ -229,6 +234,7 @@ class EpisodeState:
             capture_point_id=data["capture_point_id"],
             device_id=data["device_id"],
             manifest_json=data["manifest_json"],
+            organisation=data.get("organisation"),  # absent from older checkpoints
             tallies={name: StreamTally(**t) for name, t in data["tallies"].items()},
             declared=(
                 None

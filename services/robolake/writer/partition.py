@@ -228,6 +228,8 @@ class PartitionWriter:
             )
         _check_indexable(episode, manifest, text)
         episode.set_manifest(manifest, text)
+        # The manifest record's stamp is the episode's provenance; later records cannot move it.
+        episode.organisation = meta.organisation
         episode.changed = True
         return "stored"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from robolake.episode.checksums import (
@@ -13,6 +15,8 @@ from robolake.episode.checksums import (
 from robolake.episode.errors import ContractViolation
 from robolake.episode.records import (
     DEAD_LETTER_HEADERS,
+    HEADER_ORGANISATION,
+    OPTIONAL_HEADERS,
     REQUIRED_HEADERS,
     Headers,
     chunk_record,
@@ -86,6 +90,37 @@ def test_bad_headers_are_record_invalid(
         parse_record(key, _replace(headers, name, value))
     assert caught.value.reason == "record_invalid"
     assert text in caught.value.message
+
+
+@pytest.mark.parametrize("kind", ["manifest", "chunk", "complete"])
+def test_organisation_header_round_trips_on_every_kind(
+    episode: SyntheticEpisode, kind: str
+) -> None:
+    if kind == "chunk":
+        meta = chunk_record(episode.manifest, "imu", 3, b"chunk")
+    else:
+        meta = (manifest_record if kind == "manifest" else complete_record)(episode.manifest, b"{}")
+    assert meta.organisation is None  # the contract's builders know nothing of tokens
+    stamped = replace(meta, organisation="acme.robotics:eu-1")
+    headers = stamped.headers()
+    assert [n for n, _ in headers] == [*REQUIRED_HEADERS[meta.kind], *OPTIONAL_HEADERS]
+    assert dict(headers)[HEADER_ORGANISATION] == b"acme.robotics:eu-1"
+    assert parse_record(stamped.key, headers) == stamped
+
+
+def test_records_without_organisation_still_parse(episode: SyntheticEpisode) -> None:
+    key, headers = _chunk_headers(episode)  # what collectors before the header produced
+    assert HEADER_ORGANISATION not in dict(headers)
+    assert parse_record(key, headers).organisation is None
+
+
+@pytest.mark.parametrize("value", [b"", b"-acme", b"acme corp", b"a" * 129, b"\xc3\xa9"])
+def test_malformed_organisation_is_record_invalid(episode: SyntheticEpisode, value: bytes) -> None:
+    key, headers = _chunk_headers(episode)
+    with pytest.raises(ContractViolation) as caught:
+        parse_record(key, [*headers, (HEADER_ORGANISATION, value)])
+    assert caught.value.reason == "record_invalid"
+    assert "organisation" in caught.value.message
 
 
 def test_key_must_be_the_episode_id(episode: SyntheticEpisode) -> None:

@@ -98,15 +98,22 @@ def test_kafka_contract_file_matches_code() -> None:
     }
     assert tuple(contract["kinds"]) == records.KINDS
     for kind in records.KINDS:
-        documented = [h["name"] for h in contract["headers"] if kind in h["kinds"]]
-        assert documented == list(records.REQUIRED_HEADERS[kind]), kind
+        of_kind = [h for h in contract["headers"] if kind in h["kinds"]]
+        required = [h["name"] for h in of_kind if h.get("required", True)]
+        optional = [h["name"] for h in of_kind if not h.get("required", True)]
+        assert required == list(records.REQUIRED_HEADERS[kind]), kind
+        assert optional == list(records.OPTIONAL_HEADERS), kind
     assert [h["name"] for h in contract["dead_letter_headers"]] == list(records.DEAD_LETTER_HEADERS)
     assert topics.MAX_RECORD_BYTES > topics.DEFAULT_MAX_CHUNK_BYTES
 
 
 def test_kafka_markdown_names_every_header() -> None:
     text = (SCHEMAS / "kafka-records.md").read_text()
-    names = [*records.REQUIRED_HEADERS["chunk"], *records.DEAD_LETTER_HEADERS]
+    names = [
+        *records.REQUIRED_HEADERS["chunk"],
+        *records.OPTIONAL_HEADERS,
+        *records.DEAD_LETTER_HEADERS,
+    ]
     assert [n for n in names if f"`{n}`" not in text] == []
     assert topics.CHUNK_TOPIC in text
     assert topics.DEAD_LETTER_TOPIC in text

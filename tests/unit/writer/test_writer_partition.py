@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,7 +14,7 @@ from robolake.episode.records import chunk_record, complete_record, manifest_rec
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.writer.batcher import FlushPolicy, PartitionBuffer
 from robolake.writer.checkpoints import Checkpoint, recover
-from robolake.writer.partition import PartitionWriter
+from robolake.writer.partition import PartitionWriter, PreparedFlush
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +28,32 @@ def writer(clock: FakeClock, **kwargs: object) -> PartitionWriter:
 
 
 def feed(
-    w: PartitionWriter, episode: SyntheticEpisode, *, complete: bool = True, start: int = 0
+    w: PartitionWriter,
+    episode: SyntheticEpisode,
+    *,
+    complete: bool = True,
+    start: int = 0,
+    organisation: str | None = None,
+    later_organisation: str | None = None,
 ) -> int:
+    """Feed an episode's records; ``organisation`` stamps the manifest record as the collector
+    does, ``later_organisation`` its chunks and completion (None: an older collector's)."""
     offset = start
     manifest = episode.manifest
     value = episode.manifest_bytes()
-    assert w.accept(record(offset, manifest_record(manifest, value), value)).outcome == "stored"
+    meta = replace(manifest_record(manifest, value), organisation=organisation)
+    assert w.accept(record(offset, meta, value)).outcome == "stored"
     chunks = episode.chunks(64 * 1024)
     for stream, seq, data in episode.iter_chunks(64 * 1024):
         offset += 1
-        verdict = w.accept(record(offset, chunk_record(manifest, stream, seq, data), data))
+        meta = replace(chunk_record(manifest, stream, seq, data), organisation=later_organisation)
+        verdict = w.accept(record(offset, meta, data))
         assert verdict.outcome == "stored", verdict
     if complete:
         value = json.dumps(episode.completion_document(chunks)).encode()
         offset += 1
-        w.accept(record(offset, complete_record(manifest, value), value))
+        meta = replace(complete_record(manifest, value), organisation=later_organisation)
+        w.accept(record(offset, meta, value))
     return offset
 
 
@@ -316,3 +328,49 @@ def test_checkpointed_state_from_before_ownership_still_loads_and_indexes() -> N
     state.manifest_json = json.dumps(document)
     restored = EpisodeState.from_json(json.loads(json.dumps(state.to_json())))
     assert restored.index_row(1)["episode_id"] == document["episode_id"]
+
+
+def _index_of(flush: PreparedFlush) -> list[dict[str, object]]:
+    data = next(f.data for f in flush.files if f.kind == "index")
+    rows: list[dict[str, object]] = pq.read_table(io.BytesIO(data)).to_pylist()
+    return rows
+
+
+def test_index_row_carries_the_organisation_stamped_on_the_manifest_record() -> None:
+    """Provenance is the manifest record's: chunks stamped otherwise (a device moved to another
+    organisation mid-upload) do not move the episode, and an older collector's episode gets a
+    null organisation, not a guess."""
+    stamped, unstamped = (
+        generate_episode(SyntheticSpec(seed=seed, duration_s=0.3, cameras=())) for seed in (11, 12)
+    )
+    clock = FakeClock()
+    w = writer(clock)
+    last = feed(w, stamped, organisation="acme", later_organisation="globex")
+    feed(w, unstamped, start=last + 1)
+    clock.now += 5
+    flush = w.prepare("age")
+    assert flush is not None
+    by_id = {row["episode_id"]: row for row in _index_of(flush)}
+    assert by_id[stamped.manifest.episode_id]["organisation"] == "acme"
+    assert by_id[unstamped.manifest.episode_id]["organisation"] is None
+    column = pq.read_schema(
+        io.BytesIO(next(f.data for f in flush.files if f.kind == "index"))
+    ).field("organisation")
+    assert (str(column.type), column.nullable) == ("string", True)
+
+
+def test_checkpoint_keeps_the_organisation_and_one_written_before_it_still_loads() -> None:
+    from robolake.writer.index import EpisodeState
+
+    episode = generate_episode(SyntheticSpec(seed=13, duration_s=0.3, cameras=()))
+    clock = FakeClock()
+    w = writer(clock)
+    feed(w, episode, organisation="acme")
+    state = w.episodes[episode.manifest.episode_id]
+    saved = json.loads(json.dumps(state.to_json()))
+    assert saved["organisation"] == "acme"
+    assert EpisodeState.from_json(saved).index_row(1)["organisation"] == "acme"
+    del saved["organisation"]  # the form writers before the field saved
+    old = EpisodeState.from_json(saved)
+    assert old.organisation is None
+    assert old.index_row(1)["organisation"] is None
