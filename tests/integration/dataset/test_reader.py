@@ -4,13 +4,16 @@ episodes, and an episode read back equals what the device sent."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from dataset_harness import INCOMPLETE, ProducedDataset
+from dataset_harness import DEVICES, INCOMPLETE, ProducedDataset
 
 from robolake.dataset import EpisodeFilter, RobolakeDataset, align_streams
+from robolake.dataset.episodes import read_index
 from robolake.dataset.errors import DatasetError
+from robolake.devices.registry import DeviceRegistry
 
 
 @pytest.fixture
@@ -68,6 +71,31 @@ def test_filters_return_exactly_the_matching_episodes(
     ]
     for criteria, predicate in cases:
         assert _selected(data, criteria) == _expected(produced, predicate), criteria
+
+
+def test_index_rows_carry_the_organisation_of_the_uploading_token(
+    produced: ProducedDataset, tmp_path: Path
+) -> None:
+    """Collector → Kafka headers → writer → index: each row names the organisation its device's
+    token was enrolled with, and readers use it without the device registry."""
+    plans = {**produced.plans, produced.incomplete.manifest.episode_id: INCOMPLETE}
+    rows = read_index(produced.endpoints, columns=["episode_id", "organisation", "indexed_at"])
+    assert {r["episode_id"]: r["organisation"] for r in rows.to_pylist()} == {
+        episode_id: DEVICES[plan.device][1] for episode_id, plan in plans.items()
+    }
+    org_1 = _expected(produced, lambda p: DEVICES[p.device][1] == "org-1")
+    bare = RobolakeDataset.open(produced.url, endpoints=produced.endpoints)
+    assert _selected(bare, EpisodeFilter(organisations=("org-1",))) == org_1
+    # A registry that says otherwise now (dev-a moved to org-9) does not rewrite the past: the
+    # registry is only asked about rows without an organisation, and there are none.
+    moved = DeviceRegistry(tmp_path / "devices.json")
+    for device, (capture_point, organisation) in DEVICES.items():
+        moved.add(device, capture_point, "org-9" if device == "dev-a" else organisation)
+    later = RobolakeDataset.open(
+        produced.url, endpoints=produced.endpoints, devices_file=moved.path
+    )
+    assert _selected(later, EpisodeFilter(organisations=("org-9",))) == set()
+    assert _selected(later, EpisodeFilter(organisations=("org-1",))) == org_1
 
 
 def test_incomplete_episode_is_flagged_and_filtered(
