@@ -4,19 +4,26 @@ A dead letter keeps the record's key, value and headers and gains ``dlq_*`` head
 (``robolake.episode.records.dead_letter_headers``). It is produced -- acknowledged by all
 in-sync replicas -- before the offsets covering the original record are committed, so a bad
 record is never silently lost; after a crash it may be dead-lettered twice (at least once).
+The producer's lifecycle -- bounded start, renewal after a fatal error, stop -- is
+:class:`robolake.kafka.producer.DurableProducer`'s, shared with the collector.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
-
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Protocol, Self
 
 from robolake.episode.records import dead_letter_headers
-from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.kafka.errors import NotAcknowledged
+from robolake.kafka.producer import (
+    DurableProducer,
+    ProducerConfig,
+    ProducerFactory,
+    aiokafka_producer,
+)
 from robolake.writer.partition import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -37,32 +44,57 @@ class DeadLetterSink(Protocol):
 class KafkaDeadLetters:
     """Dead letters to a Kafka topic with an idempotent ``acks=all`` producer."""
 
-    def __init__(self, bootstrap: str, topic: str, *, max_backoff_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        max_backoff_s: float = 10.0,
+        factory: ProducerFactory = aiokafka_producer,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """``sleep`` paces retries (tests pass one that does not wait)."""
         self.topic = topic
-        self._bootstrap = bootstrap
         self._max_backoff_s = max_backoff_s
-        self._producer: AIOKafkaProducer | None = None
+        self._sleep = sleep
+        self.producer = DurableProducer(
+            ProducerConfig(
+                bootstrap=bootstrap,
+                client_id="robolake-writer-dlq",
+                send_timeout_s=40.0,  # aiokafka's default request timeout, as before
+                max_backoff_s=max_backoff_s,
+            ),
+            factory=factory,
+            sleep=sleep,
+        )
 
     async def start(self) -> None:
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
-                acks="all",
-                enable_idempotence=True,
-                max_request_size=MAX_RECORD_BYTES,
-                client_id="robolake-writer-dlq",
-            )
-            await producer.start()
-            self._producer = producer
+        """Connect to Kafka; raises ProducerStartFailed (naming the bootstrap servers) if not."""
+        await self.producer.start()
 
     async def stop(self) -> None:
         """Flush and close; safe to call twice."""
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
+        await self.producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
 
     async def send(self, letter: DeadLetter) -> None:
-        assert self._producer is not None, "start() the dead-letter sink first"
+        """Return once stored, retrying with backoff while the failure is retriable.
+
+        A failure that retrying cannot fix (``retriable`` false, e.g. the topic refuses the
+        record) is raised to the caller rather than retried forever; so is a send on a sink
+        that is not running.
+        """
         record = letter.record
         headers = dead_letter_headers(
             list(record.headers or ()),
@@ -75,18 +107,18 @@ class KafkaDeadLetters:
         delay = 0.5
         while True:
             try:
-                await self._producer.send_and_wait(
-                    self.topic, record.value, key=record.key, headers=headers
-                )
+                await self.producer.send(self.topic, record.value, key=record.key, headers=headers)
                 return
-            except KafkaError as exc:
+            except NotAcknowledged as exc:
+                if not exc.retriable:
+                    raise
                 log.warning(
-                    "dead letter of %s[%d]@%d not acknowledged (%r); retrying in %.1f s",
+                    "dead letter of %s[%d]@%d not acknowledged (%s); retrying in %.1f s",
                     record.topic,
                     record.partition,
                     record.offset,
                     exc,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, self._max_backoff_s)

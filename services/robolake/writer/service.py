@@ -12,12 +12,13 @@ import logging
 import signal
 
 from aiohttp import web
-from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from robolake.endpoints import Endpoints
+from robolake.kafka.producer import ProducerFactory, aiokafka_producer, start_when_reachable
 from robolake.writer.consumer import Writer
 from robolake.writer.deadletters import KafkaDeadLetters
+from robolake.writer.errors import WriterError
 from robolake.writer.metrics import WriterMetrics
 from robolake.writer.settings import WriterSettings
 from robolake.writer.storage import MinioStore, ObjectStore
@@ -25,7 +26,9 @@ from robolake.writer.storage import MinioStore, ObjectStore
 log = logging.getLogger(__name__)
 
 
-async def _metrics_server(metrics: WriterMetrics, host: str, port: int) -> web.AppRunner:
+async def _metrics_server(
+    stack: contextlib.AsyncExitStack, metrics: WriterMetrics, host: str, port: int
+) -> None:
     async def handler(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -34,23 +37,15 @@ async def _metrics_server(metrics: WriterMetrics, host: str, port: int) -> web.A
     app.router.add_get("/metrics", handler)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
+    stack.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    return runner
-
-
-async def _start_with_retry(dead_letters: KafkaDeadLetters, stop: asyncio.Event) -> bool:
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            await dead_letters.start()
-            return True
-        except KafkaError as exc:
-            log.warning("Kafka not reachable yet (%s); retrying in %.1f s", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(2 * delay, 10.0)
-    return False
+    try:
+        await site.start()
+    except OSError as exc:
+        raise WriterError(
+            f"cannot serve /metrics on {host}:{port} ({exc.strerror or exc}); is another "
+            "process (another writer?) on that port? Stop it or pick another --metrics-port"
+        ) from exc
 
 
 async def serve(
@@ -60,24 +55,35 @@ async def serve(
     stop: asyncio.Event | None = None,
     metrics: WriterMetrics | None = None,
     store: ObjectStore | None = None,
+    producer_factory: ProducerFactory = aiokafka_producer,
 ) -> None:
-    """Run one writer until SIGTERM/SIGINT (or ``stop``), then flush, commit and return."""
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-    metrics = metrics or WriterMetrics()
-    store = store or MinioStore(endpoints, part_bytes=settings.part_bytes)
-    runner: web.AppRunner | None = None
-    if settings.metrics_port is not None:
-        runner = await _metrics_server(metrics, settings.metrics_host, settings.metrics_port)
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
-    dead_letters = KafkaDeadLetters(
-        endpoints.kafka_bootstrap, settings.dead_letter_topic, max_backoff_s=settings.max_backoff_s
-    )
-    try:
-        if not await _start_with_retry(dead_letters, stop):
+    """Run one writer until SIGTERM/SIGINT (or ``stop``), then flush, commit and return.
+
+    Every resource is entered on one exit stack as soon as it exists, so whatever fails later
+    still closes what came before, in reverse order: dead-letter producer, ``/metrics``.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+                stack.callback(loop.remove_signal_handler, sig)
+        metrics = metrics or WriterMetrics()
+        store = store or MinioStore(endpoints, part_bytes=settings.part_bytes)
+        if settings.metrics_port is not None:
+            await _metrics_server(stack, metrics, settings.metrics_host, settings.metrics_port)
+            log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
+            )
+        dead_letters = KafkaDeadLetters(
+            endpoints.kafka_bootstrap,
+            settings.dead_letter_topic,
+            max_backoff_s=settings.max_backoff_s,
+            factory=producer_factory,
+        )
+        stack.push_async_callback(dead_letters.stop)
+        if not await start_when_reachable(dead_letters, stop):
             return
         writer = Writer(
             settings,
@@ -87,7 +93,3 @@ async def serve(
             metrics=metrics,
         )
         await writer.run(stop)
-    finally:
-        await dead_letters.stop()
-        if runner is not None:
-            await runner.cleanup()
