@@ -12,20 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from robolake.dataset.audit import ChunkAudit, audit_chunks
 from robolake.errors import RobolakeError
+from robolake.launch import ServiceProcess, http_ok, robolake_argv, service_env, stop_all
 from robolake.stack.paths import default_state_dir
-from robolake.stack.process import free_port, tail
+from robolake.stack.process import free_port
 
 
 class DemoError(RobolakeError):
@@ -53,52 +50,6 @@ def _say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-class _Service:
-    """A robolake service started as a child process, logged to a file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "robolake", *argv],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise DemoError(
-                f"{self.name} exited ({self.proc.returncode}); last lines of {self.log_path}:\n"
-                f"{tail(self.log_path)}"
-            )
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait()
-
-
-def _wait_http(url: str, service: _Service, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        service.check()
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise DemoError(f"{service.name} not ready at {url}; see {service.log_path}")
-
-
 def _register_target(targets: Path, name: str, port: int) -> None:
     targets.mkdir(parents=True, exist_ok=True)
     document = [{"targets": [f"127.0.0.1:{port}"], "labels": {"service": name}}]
@@ -115,39 +66,29 @@ def _run(args: argparse.Namespace) -> int:
     stack = Stack(args.state_dir or default_state_dir())
     _say("bringing the stack up (first run installs Kafka, MinIO, Prometheus)")
     stack.up(progress=lambda m: print(f"    {m}", flush=True))
-    env = {**os.environ, **stack.service_env()}
+    # The stack's own ticket key and device registry, so `robolake devices` and the collector
+    # started here agree on who may upload.
+    env = service_env(extra=stack.service_env())
     endpoints = Endpoints.from_env(env)
     run_dir = stack.state_dir / "demo"
     collector_port, writer_metrics = free_port(), free_port()
+    argv = {
+        "collector": ["collector", "--port", str(collector_port), "--device-rate", "0"],
+        "writer": ["writer", "--metrics-port", str(writer_metrics), "--flush-age", "5",
+                   "--group", "robolake-demo"],
+    }  # fmt: skip
     services = [
-        _Service(
-            "collector",
-            ["collector", "--port", str(collector_port), "--device-rate", "0"],
-            env,
-            run_dir / "collector.log",
-        ),
-        _Service(
-            "writer",
-            [
-                "writer",
-                "--metrics-port",
-                str(writer_metrics),
-                "--flush-age",
-                "5",
-                "--group",
-                "robolake-demo",
-            ],
-            env,
-            run_dir / "writer.log",
-        ),
+        ServiceProcess.start(name, robolake_argv(*args), env=env, log_path=run_dir / f"{name}.log")
+        for name, args in argv.items()
     ]
+    collector, writer = services
     targets = prometheus.targets_dir(stack.state_dir / "prometheus")
     _register_target(targets, "collector", collector_port)
     _register_target(targets, "writer", writer_metrics)
     try:
         collector_url = f"http://127.0.0.1:{collector_port}"
-        _wait_http(f"{collector_url}/readyz", services[0])
-        _wait_http(f"http://127.0.0.1:{writer_metrics}/metrics", services[1])
+        collector.wait_ready(http_ok(f"{collector_url}/readyz"))
+        writer.wait_ready(http_ok(f"http://127.0.0.1:{writer_metrics}/metrics"))
         _say(f"collector at {collector_url}, writer metrics at :{writer_metrics}")
         _say(
             f"simulating {args.capture_points} capture points for {args.duration:.0f} s "
@@ -178,18 +119,18 @@ def _run(args: argparse.Namespace) -> int:
             time.sleep(3)
         if audit.duplicated_rows:
             raise DemoError(
-                f"{audit.duplicated_rows} rows are stored more than once; see "
-                f"{services[1].log_path}"
+                f"{audit.duplicated_rows} rows are stored more than once; see {writer.log_path}"
             )
         if audit.missing:
             raise DemoError(
                 f"{audit.missing} acknowledged chunks are not in the shards after "
-                f"{args.wait:.0f} s; see {services[1].log_path}"
+                f"{args.wait:.0f} s; see {writer.log_path}"
             )
         _report(endpoints, result, audit, began)
     finally:
+        stop_all(services)
         for service in services:
-            code = service.stop()
+            code = service.wait()
             if code != 0:
                 print(f"    {service.name} exited with {code}; log: {service.log_path}")
         for name in ("collector", "writer"):

@@ -7,19 +7,17 @@ the shards with :func:`robolake.dataset.audit.audit_chunks`.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
-import aiohttp
-
 from robolake.dataset.audit import ChunkAudit, audit_chunks
 from robolake.endpoints import Endpoints
+from robolake.launch import ServiceProcess, http_ok, robolake_argv, service_env, stop_all
 from robolake.stack.process import free_port
+
+TICKET_KEY = "pipeline-test-ticket-key-0123456789"
 
 
 @dataclass
@@ -31,7 +29,7 @@ class Pipeline:
     bucket: str
     workdir: Path
     writer_args: tuple[str, ...] = ("--flush-age", "2")
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, ServiceProcess] = field(default_factory=dict)
     collector_port: int = 0
     writer_port: int = 0
 
@@ -48,16 +46,15 @@ class Pipeline:
         return replace(self.endpoints, s3_bucket=self.bucket)
 
     def log(self, name: str) -> str:
-        return (self.workdir / f"{name}.log").read_text(errors="replace")
+        return self.procs[name].log()
 
     async def __aenter__(self) -> Pipeline:
-        env = {
-            **os.environ,
-            **self.dataset_endpoints.to_env(),
-            "ROBOLAKE_TICKET_KEY": "pipeline-test-ticket-key-0123456789",
-            "ROBOLAKE_DEVICES_FILE": str(self.devices_file),
-            "ROBOLAKE_CHUNK_TOPIC": self.topic,
-        }
+        env = service_env(
+            self.dataset_endpoints,
+            chunk_topic=self.topic,
+            devices_file=self.devices_file,
+            ticket_key=TICKET_KEY,
+        )
         self.collector_port, self.writer_port = free_port(), free_port()
         argv = {
             "collector": ["collector", "--port", str(self.collector_port), "--device-rate", "0"],
@@ -65,30 +62,18 @@ class Pipeline:
                        "--group", f"pipeline-{self.topic}", *self.writer_args],
         }  # fmt: skip
         for name, args in argv.items():
-            with (self.workdir / f"{name}.log").open("wb") as out:
-                self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "robolake", *args],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-        await self._ready(f"{self.collector_url}/readyz", "collector")
-        await self._ready(f"http://127.0.0.1:{self.writer_port}/metrics", "writer")
+            self.procs[name] = ServiceProcess.start(
+                name, robolake_argv(*args), env=env, log_path=self.workdir / f"{name}.log"
+            )
+        try:
+            await self.procs["collector"].ready(http_ok(f"{self.collector_url}/readyz"))
+            await self.procs["writer"].ready(
+                http_ok(f"http://127.0.0.1:{self.writer_port}/metrics")
+            )
+        except BaseException:
+            await asyncio.to_thread(stop_all, self.procs.values())
+            raise
         return self
-
-    async def _ready(self, url: str, name: str) -> None:
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                assert self.procs[name].poll() is None, self.log(name)
-                try:
-                    async with session.get(url) as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise AssertionError(f"{name} not ready at {url}:\n{self.log(name)}")
 
     async def audit(
         self, acknowledged: list[tuple[str, str, int]], *, timeout: float = 180
@@ -104,11 +89,8 @@ class Pipeline:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        codes = {}
-        for name, proc in self.procs.items():
-            if proc.poll() is None:
-                proc.terminate()
-            codes[name] = await asyncio.to_thread(proc.wait, 90)
+        await asyncio.to_thread(stop_all, self.procs.values(), grace=90)
+        codes = {name: process.returncode for name, process in self.procs.items()}
         if kind is None:
             for name, code in codes.items():
                 assert code == 0, f"{name} exited {code}:\n{self.log(name)[-3000:]}"

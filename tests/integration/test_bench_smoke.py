@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robolake.bench.__main__ import measure, render
+from robolake.bench.report import measure, render
 from robolake.endpoints import Endpoints
 from robolake.stack.stack import Stack
 

@@ -3,7 +3,7 @@
 The kernel (``SO_REUSEPORT``) spreads the load generator's connections over the processes; the
 figure is the acknowledged payload MB/s summed over all of them, with each process's peak RSS
 and CPU seconds (to see how evenly the connections landed). The load is the closed loop of
-:func:`robolake.bench.pipeline.collector_load` (pre-encoded chunks, one loop per device), run
+:func:`robolake.bench.collector.collector_load` (pre-encoded chunks, one loop per device), run
 in this process, so on a small machine the load generator competes with the collectors for
 cores: compare figures taken on the same machine only.
 """
@@ -11,30 +11,25 @@ cores: compare figures taken on the same machine only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import os
-import subprocess
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from robolake.bench.pipeline import (
-    CollectorFigures,
-    Service,
-    bench_devices,
-    closed_loop,
-    service_env,
-)
+from robolake.bench.collector import closed_loop
+from robolake.bench.harness import CollectorFigures, Service, bench_devices, bench_env
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.launch import LaunchError, http_ok, stop_all
 from robolake.provision import TopicSpec, ensure_topics
 from robolake.stack.process import free_port
 
 #: What ``robolake.collector.service.serve`` logs once its socket is listening. With a shared
 #: port, ``/readyz`` answers for whichever process took the connection, so each process's own
 #: log is what says it is up.
-_LISTENING = b"collector listening on"
+_LISTENING = "collector listening on"
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 60.0
 
@@ -66,41 +61,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _listening(service: Service, deadline: float) -> None:
-    """Wait until ``service`` logs that it listens; raise with its log if it exits or stalls."""
-    while time.monotonic() < deadline:
-        log = service.log_path.read_bytes() if service.log_path.exists() else b""
-        if _LISTENING in log:
-            return
-        if service.proc.poll() is not None:
-            raise RuntimeError(
-                f"collector pid {service.proc.pid} exited with {service.proc.returncode}:\n"
-                + log.decode(errors="replace")[-3000:]
-            )
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"collector pid {service.proc.pid} not listening after {_READY_TIMEOUT_S} s")
-
-
 async def _stop_all(services: list[Service]) -> None:
-    """SIGTERM every process we started (by its Popen, i.e. its PID) at once so they drain in
-    parallel, wait, and SIGKILL whichever is still running; never raises for a slow process."""
-    for service in services:
-        if service.proc.poll() is None:
-            service.proc.terminate()
+    """Stop every collector at once so they drain in parallel (also on Ctrl-C: the thread
+    finishes the stop even when this task is cancelled), then end their RSS samplers."""
     try:
-        for service in services:
-            try:
-                await asyncio.to_thread(service.proc.wait, _STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                service.proc.kill()
-            await service.stop()  # reaps it and ends its RSS sampler
+        await asyncio.to_thread(stop_all, [s.process for s in services], grace=_STOP_TIMEOUT_S)
     finally:
-        # Also on cancellation (Ctrl-C) or an error above: nothing we started survives us.
         for service in services:
-            if service.proc.poll() is None:
-                service.proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    service.proc.wait(10)
+            await service.stop()  # already stopped: only ends its RSS sampler
 
 
 async def collector_processes(
@@ -124,7 +92,7 @@ async def collector_processes(
         [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
     )
     devices_file, tokens = bench_devices(workdir / "scaling-devices.json", devices)
-    env = service_env(endpoints, topic, devices_file)
+    env = bench_env(endpoints, topic, devices_file)
     port = free_port()
     argv = ["collector", "--port", str(port), "--device-rate", "0", "--reuse-port"]
     argv += ["--event-loop", event_loop]
@@ -137,16 +105,20 @@ async def collector_processes(
             services.append(Service.start(argv, env, log_path))
         deadline = time.monotonic() + _READY_TIMEOUT_S
         for service in services:
-            await _listening(service, deadline)
+            await service.process.ready(
+                functools.partial(service.process.logged, _LISTENING),
+                within=max(0.0, deadline - time.monotonic()),
+            )
             service.watch()
-        await services[0].ready(f"{base}/readyz")  # Kafka connected, HTTP answering
+        # Kafka connected, HTTP answering
+        await services[0].process.ready(http_ok(f"{base}/readyz"))
         tally, elapsed = await closed_loop(
             base, list(tokens.values()), seconds=seconds, chunk_bytes=chunk_bytes
         )
-        dead = [s.proc.pid for s in services if s.proc.poll() is not None]
+        dead = [s.process.pid for s in services if not s.process.running]
         if dead:
-            raise RuntimeError(f"collector processes {dead} exited during the run")
-        cpu = [_cpu_seconds(s.proc.pid) for s in services]
+            raise LaunchError(f"collector processes {dead} exited during the run")
+        cpu = [_cpu_seconds(s.process.pid) for s in services]
     finally:
         await _stop_all(services)
     peaks = [s.peak_rss_mib for s in services]

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -34,6 +31,7 @@ from robolake.episode.records import chunk_record, complete_record, manifest_rec
 from robolake.episode.stream_types import default_registry
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.launch import ServiceProcess, robolake_argv, service_env
 from robolake.writer.metrics import WriterMetrics
 from robolake.writer.service import serve
 from robolake.writer.settings import WriterSettings
@@ -213,27 +211,9 @@ def start_writer(
     return InProcessWriter(task, stop, metrics)
 
 
-@dataclass
-class WriterProcess:
-    """A ``robolake writer`` subprocess."""
-
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 60) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+#: A ``robolake writer`` subprocess: the launcher's process (``log``, ``signal``, ``wait``,
+#: ``kill``, ``proc``), so a crash test signals exactly the writer it started.
+WriterProcess = ServiceProcess
 
 
 def spawn_writer(
@@ -243,19 +223,23 @@ def spawn_writer(
     *,
     env: dict[str, str] | None = None,
 ) -> WriterProcess:
-    environ = {**os.environ, **endpoints.to_env(), **(env or {})}
+    """A writer process with ``settings`` as flags; its log is appended to, so restart tests
+    count lines over every run that shared ``log_path``."""
     args = [
-        sys.executable, "-m", "robolake", "writer",
-        "--topic", settings.topic, "--dead-letter-topic", settings.dead_letter_topic,
+        "writer", "--topic", settings.topic, "--dead-letter-topic", settings.dead_letter_topic,
         "--group", settings.group_id, "--flush-bytes", str(settings.flush_bytes),
         "--flush-age", str(settings.flush_age_s),
         "--max-buffer-bytes", str(settings.max_buffer_bytes),
         "--incomplete-after", str(settings.incomplete_after_s), "--metrics-port", "-1",
         "--stored-bytes-interval", "0", "--session-timeout", str(settings.session_timeout_s),
     ]  # fmt: skip
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=environ)
-    return WriterProcess(proc, log_path)
+    return ServiceProcess.start(
+        "writer",
+        robolake_argv(*args),
+        env=service_env(endpoints, extra=env),
+        log_path=log_path,
+        append=True,
+    )
 
 
 async def wait_until(

@@ -1,0 +1,147 @@
+"""The collector alone: acknowledged payload MB/s and ack latency under a closed loop of
+concurrent device uploads of pre-encoded chunks.
+
+The load generator does no encoding, so it costs little CPU and the figure is the collector's,
+not the generator's; :mod:`robolake.bench.scaling` reuses the same loop against several
+processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from robolake.bench.harness import (
+    CollectorFigures,
+    Service,
+    UploadTally,
+    bench_devices,
+    bench_env,
+    chunk_headers,
+)
+from robolake.endpoints import Endpoints
+from robolake.episode.checksums import checksum
+from robolake.episode.synthetic import SyntheticSpec, generate_episode
+from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.provision import TopicSpec, ensure_topics
+from robolake.stack.process import free_port
+
+
+async def device_uploads(
+    session: aiohttp.ClientSession,
+    base: str,
+    index: int,
+    token: str,
+    *,
+    chunk_bytes: int,
+    deadline: float,
+    tally: UploadTally,
+) -> None:
+    """One device's closed loop against the collector at ``base``: register a synthetic episode
+    (device ``bench-dev-{index:03d}``), then PUT its pre-encoded camera chunks back to back until
+    ``deadline`` (``time.monotonic()``), counting into ``tally``."""
+    episode = generate_episode(
+        SyntheticSpec(
+            seed=index,
+            frame_seed=1,
+            duration_s=4.0,
+            device_id=f"bench-dev-{index:03d}",
+            capture_point_id="bench-cp",
+            pose_rate_hz=None,
+        )
+    )
+    chunks = [c for c in episode.iter_chunks(chunk_bytes) if c[0].startswith("cam_")]
+    prepared = [(s, d, checksum(d)) for s, _, d in chunks]
+    auth = {"Authorization": f"Bearer {token}"}
+    async with session.post(
+        f"{base}/v1/episodes",
+        data=episode.manifest_bytes(),
+        headers={**auth, "Content-Type": "application/json"},
+    ) as r:
+        ticket = (await r.json())["ticket"]
+    episode_url = f"{base}/v1/episodes/{episode.manifest.episode_id}"
+    seq = 0
+    while time.monotonic() < deadline:
+        stream, data, digest = prepared[seq % len(prepared)]
+        url = f"{episode_url}/streams/{stream}/chunks/{seq}"
+        began = time.perf_counter()
+        async with session.put(
+            url,
+            data=io.BytesIO(data),
+            expect100=True,
+            headers=chunk_headers(token, ticket, digest),
+        ) as r:
+            await r.read()
+            if r.status == 201:
+                tally.latencies.append(time.perf_counter() - began)
+                tally.sent += len(data)
+            else:
+                tally.errors += 1
+                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+        seq += 1
+
+
+async def collector_load(
+    endpoints: Endpoints,
+    workdir: Path,
+    *,
+    devices: int,
+    seconds: float,
+    chunk_bytes: int,
+    event_loop: str = "asyncio",
+) -> CollectorFigures:
+    """Closed-loop uploads by ``devices`` concurrent devices for ``seconds``."""
+    topic = f"bench-collector-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(
+        endpoints.kafka_bootstrap,
+        [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+    )
+    devices_file, tokens = bench_devices(workdir / "collector-devices.json", devices)
+    port = free_port()
+    service = Service.start(
+        ["collector", "--port", str(port), "--device-rate", "0", "--event-loop", event_loop],
+        bench_env(endpoints, topic, devices_file),
+        workdir / f"collector-{event_loop}.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await service.ready(f"{base}/readyz")
+        service.watch()
+        tally, elapsed = await closed_loop(
+            base, list(tokens.values()), seconds=seconds, chunk_bytes=chunk_bytes
+        )
+    finally:
+        await service.stop()
+    return tally.figures(elapsed, service.peak_rss_mib)
+
+
+async def closed_loop(
+    base: str, tokens: list[str], *, seconds: float, chunk_bytes: int
+) -> tuple[UploadTally, float]:
+    """One :func:`device_uploads` loop per token against ``base`` for ``seconds``; the tally and
+    the seconds from start to the last answer."""
+    tally = UploadTally()
+    connector = aiohttp.TCPConnector(limit=len(tokens))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        began = time.monotonic()
+        deadline = began + seconds
+        await asyncio.gather(
+            *(
+                device_uploads(
+                    session,
+                    base,
+                    i,
+                    token,
+                    chunk_bytes=chunk_bytes,
+                    deadline=deadline,
+                    tally=tally,
+                )
+                for i, token in enumerate(tokens)
+            )
+        )
+        return tally, time.monotonic() - began

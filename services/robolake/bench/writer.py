@@ -1,0 +1,177 @@
+"""The writer alone: MB/s draining a pre-filled topic into Parquet shards on MinIO, from the
+first record consumed to the last commit, with its start-up timed apart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from robolake.bench.harness import Service, bench_env, bench_episode
+from robolake.endpoints import Endpoints
+from robolake.episode.records import chunk_record, complete_record, manifest_record
+from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.provision import TopicSpec, ensure_bucket, ensure_topics
+from robolake.stack.process import free_port
+
+
+@dataclass
+class WriterFigures:
+    """A drain of a pre-filled topic: steady MB/s from the first record consumed to the last
+    commit, and separately the start-up (process start, group join, recovery)."""
+
+    mb_per_s: float
+    megabytes: float
+    seconds: float
+    startup_s: float
+    prefill_mb_per_s: float
+    peak_rss_mib: float
+    buffer_cap_mib: float
+    flush_mib: float
+
+
+async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
+    """Produce humanoid episodes (manifest, chunks, completion) until ``target_bytes`` of chunks.
+
+    Generating the episodes is part of the fill, which is timed apart from the drain.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=endpoints.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_RECORD_BYTES,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+    )
+    await producer.start()
+    total = 0
+    try:
+        seed = 0
+        while total < target_bytes:
+            episode = bench_episode(1000 + seed)
+            manifest = episode.manifest_bytes()
+            meta = manifest_record(episode.manifest, manifest)
+            await producer.send(topic, manifest, key=meta.key, headers=meta.headers())
+            chunks = episode.chunks(chunk_bytes)
+            for stream, encoded in chunks.items():
+                for seq, data in enumerate(encoded):
+                    meta = chunk_record(episode.manifest, stream, seq, data)
+                    await producer.send(topic, data, key=meta.key, headers=meta.headers())
+                    total += len(data)
+            done = str(episode.completion_document(chunks)).replace("'", '"').encode()
+            meta = complete_record(episode.manifest, done)
+            await producer.send(topic, done, key=meta.key, headers=meta.headers())
+            seed += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return total
+
+
+async def _metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
+    """One unlabelled sample from a Prometheus text page (0 when absent or unreachable)."""
+    try:
+        async with session.get(url) as response:
+            text = await response.text()
+    except aiohttp.ClientError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def writer_load(
+    endpoints: Endpoints,
+    workdir: Path,
+    *,
+    megabytes: int,
+    chunk_bytes: int,
+    buffer_mib: int = 512,
+    flush_mib: int = 128,
+    flush_age_s: float = 2.0,
+) -> WriterFigures:
+    """Fill a topic, then run a writer until it has committed every record.
+
+    Throughput counts from the first record consumed (the writer's own counter) to the last
+    commit: joining the group is a one-time cost, reported apart. The tail of the drain waits
+    ``flush_age_s`` (the topic has gone quiet, so the last buffers flush by age).
+    """
+    topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(
+        endpoints.kafka_bootstrap,
+        [TopicSpec(topic, 4, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+    )
+    filling = time.monotonic()
+    total = await _prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)
+    prefill_rate = total / 1e6 / (time.monotonic() - filling)
+    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    await admin.start()
+    probe = AIOKafkaConsumer(bootstrap_servers=endpoints.kafka_bootstrap)
+    await probe.start()
+    partitions = [TopicPartition(topic, p) for p in range(4)]
+    ends = await probe.end_offsets(partitions)
+    await probe.stop()
+    group = f"bench-{topic}"
+    bucket_endpoints = replace(endpoints, s3_bucket=f"bench-{uuid.uuid4().hex[:10]}")
+    ensure_bucket(bucket_endpoints)
+    port = free_port()
+    service = Service.start(
+        [
+            "writer",
+            "--metrics-port",
+            str(port),
+            "--group",
+            group,
+            "--flush-age",
+            str(flush_age_s),
+            "--flush-bytes",
+            f"{flush_mib}MiB",
+            "--max-buffer-bytes",
+            f"{buffer_mib}MiB",
+        ],
+        bench_env(bucket_endpoints, topic, workdir / "none.json"),
+        workdir / "writer.log",
+    )
+    began = time.monotonic()
+    first_record: float | None = None
+    service.watch()
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = began + 900
+            while time.monotonic() < deadline:
+                if first_record is None and await _metric(
+                    session, metrics_url, "robolake_writer_consumed_bytes_total"
+                ):
+                    first_record = time.monotonic()
+                offsets = await admin.list_consumer_group_offsets(group)
+                committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+                if all(committed.get(tp, 0) >= ends[tp] for tp in partitions):
+                    break
+                service.process.check()
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"writer did not drain {topic} in 900 s")
+        done = time.monotonic()
+    finally:
+        await admin.close()
+        await service.stop()
+    start = first_record if first_record is not None else began
+    return WriterFigures(
+        mb_per_s=total / 1e6 / (done - start),
+        megabytes=total / 1e6,
+        seconds=done - start,
+        startup_s=start - began,
+        prefill_mb_per_s=prefill_rate,
+        peak_rss_mib=service.peak_rss_mib,
+        buffer_cap_mib=buffer_mib,
+        flush_mib=flush_mib,
+    )
