@@ -8,7 +8,11 @@ in threads so heartbeats keep flowing.
 
 Order of a flush (the whole exactly-once argument is in :mod:`robolake.writer.checkpoints`):
 checkpoint object -> shard and index objects -> commit ``last + 1`` -> delete the previous
-checkpoint. Dead letters are acknowledged before the flush that covers them.
+checkpoint. Dead letters are produced beside the loop (never awaited under its lock) and a
+flush commits past a record only once that record's dead letter is acknowledged.
+
+The consumer comes in through :class:`~robolake.writer.source.Consumer` (aiokafka's by
+default), so every path below runs in unit tests against an in-memory broker.
 
 Rebalances (eager protocol): on revocation each partition is flushed and committed while this
 member still owns it; on assignment the new partitions stay paused until their recovery (delete
@@ -36,19 +40,25 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from robolake.episode.stream_types import StreamTypeRegistry, default_registry
-from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.writer.batcher import Clock, FlushPolicy
 from robolake.writer.checkpoints import JSON_CONTENT_TYPE, delete_quietly, recover
 from robolake.writer.deadletters import DeadLetterSink
 from robolake.writer.errors import PartitionLost, StorageUnavailable
 from robolake.writer.metrics import FlushReason, WriterMetrics
-from robolake.writer.partition import ConsumedRecord, PartitionWriter, PreparedFlush, Verdict
+from robolake.writer.partition import (
+    ConsumedRecord,
+    DeadLetter,
+    PartitionWriter,
+    PreparedFlush,
+    Verdict,
+)
 from robolake.writer.settings import WriterSettings
 from robolake.writer.shards import PARQUET_CONTENT_TYPE
+from robolake.writer.source import Consumer, kafka_consumer
 from robolake.writer.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -77,10 +87,18 @@ class Writer:
         dead_letters: DeadLetterSink,
         metrics: WriterMetrics | None = None,
         clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
         registry: StreamTypeRegistry | None = None,
+        consumer: Consumer | None = None,
     ) -> None:
+        """``consumer`` defaults to aiokafka's (:func:`kafka_consumer`); tests pass a fake.
+        ``clock`` is wall time (flush ages, episode timeouts), ``monotonic`` paces retries."""
         self.settings = settings
         self.bootstrap = bootstrap
+        self.consumer: Consumer = (
+            consumer if consumer is not None else kafka_consumer(settings, bootstrap)
+        )
+        self.monotonic = monotonic
         self.store = store
         self.dead_letters = dead_letters
         self.metrics = metrics or WriterMetrics()
@@ -98,7 +116,13 @@ class Writer:
         #: which the memory limit budgets once.
         self._encoding = asyncio.Semaphore(1)
         self._lock = asyncio.Lock()
-        self._consumer: AIOKafkaConsumer | None = None
+        #: Dead letters being produced, per partition, with the offset of their record: a
+        #: flush commits past a record only once its dead letter is acknowledged.
+        self._deliveries: dict[TopicPartition, list[_Delivery]] = {}
+        #: Per partition, the prepared flush whose objects are all stored but whose commit
+        #: waits (for dead letters); compared by identity, so a new owner's flush never
+        #: matches.
+        self._stored: dict[TopicPartition, PreparedFlush] = {}
         self._retry_at: float | None = None  # monotonic; set while storage is failing
         self._backoff = 0.5
         self.metrics.buffer_capacity.set(settings.max_buffer_bytes)
@@ -108,19 +132,7 @@ class Writer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; then flush everything, commit and leave the group."""
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=s.group_id,
-            client_id="robolake-writer",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=MAX_RECORD_BYTES,
-            fetch_max_bytes=s.fetch_bytes,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=max(100, int(s.session_timeout_s * 100)),
-            max_poll_interval_ms=600_000,
-        )
-        self._consumer = consumer
+        consumer = self.consumer
         consumer.subscribe([s.topic], listener=_Rebalance(self))
         await consumer.start()
         stored_bytes = asyncio.create_task(self._sum_stored_bytes(stop))
@@ -144,15 +156,15 @@ class Writer:
                 for tp in list(self._inflight):
                     await self._settle(tp)
                 self.partitions.clear()
+            for tp in list(self._deliveries):
+                self._abandon_deliveries(tp)
             await consumer.stop()
-            self._consumer = None
             log.info("writer stopped; left group %s", s.group_id)
 
     # -- rebalances ------------------------------------------------------------------------
 
     def _on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+        consumer = self.consumer
         fresh = [tp for tp in assigned if tp not in self.partitions]
         self._recovering.update(fresh)
         if fresh:
@@ -168,6 +180,7 @@ class Writer:
                 if writer is not None:
                     await self._hand_over(writer, "revoke")
                     self.metrics.lag.remove(str(tp.partition))
+                self._abandon_deliveries(tp)
         log.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
 
     async def _hand_over(self, writer: PartitionWriter, reason: FlushReason) -> None:
@@ -177,7 +190,7 @@ class Writer:
         whatever this flush uploaded and replays it, so this loses nothing.
         """
         await self._settle(TopicPartition(writer.topic, writer.partition))
-        deadline = time.monotonic() + max(10.0, 3 * self.settings.max_backoff_s)
+        deadline = self.monotonic() + max(10.0, 3 * self.settings.max_backoff_s)
         delay = 0.5
         while True:
             try:
@@ -187,7 +200,7 @@ class Writer:
                     continue  # the flush before was still pending; now the rest
             except PartitionLost:
                 return
-            if time.monotonic() >= deadline:
+            if self.monotonic() >= deadline:
                 log.warning(
                     "%s[%d]: storage unavailable at %s; leaving offsets from %s uncommitted "
                     "for the next owner to replay",
@@ -201,8 +214,7 @@ class Writer:
             delay = min(2 * delay, self.settings.max_backoff_s)
 
     async def _recover_assigned(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+        consumer = self.consumer
         if not self._recovering or self._storage_paused():
             return
         for tp in sorted(self._recovering, key=lambda t: t.partition):
@@ -248,8 +260,7 @@ class Writer:
     # -- records ---------------------------------------------------------------------------
 
     async def _consume(self, tp: TopicPartition, records: Sequence[Any]) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+        consumer = self.consumer
         writer = self.partitions.get(tp)
         if (
             writer is None
@@ -267,8 +278,59 @@ class Writer:
             self.metrics.records.labels(verdict.outcome).inc()
             self.metrics.consumed_bytes.inc(len(record.value or b""))
             if verdict.dead_letter is not None:
-                await self.dead_letters.send(verdict.dead_letter)
+                self._deliver(tp, verdict.dead_letter)
                 self.metrics.dead_letters.labels(verdict.dead_letter.reason).inc()
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def _deliver(self, tp: TopicPartition, letter: DeadLetter) -> None:
+        """Start producing a dead letter beside the loop; the covering flush waits for it.
+
+        Never awaited under the loop lock: a dead-letter topic that is slow or down must not
+        stop consumption, rebalance callbacks or other partitions' flushes -- only the commit
+        past this record, which waits in :meth:`_delivered`.
+        """
+        task = asyncio.create_task(
+            self.dead_letters.send(letter), name=f"dead letter {tp.topic}[{tp.partition}]"
+        )
+        self._deliveries.setdefault(tp, []).append(_Delivery(letter, task))
+
+    async def _delivered(self, tp: TopicPartition, upto: int, *, wait_s: float | None) -> bool:
+        """Whether every dead letter of a record below ``upto`` is acknowledged.
+
+        A send that failed is started again (and False returned: the flush is retried, so
+        nothing is committed past a dead letter that is not stored).
+        """
+        due = [d for d in self._deliveries.get(tp, []) if d.letter.record.offset < upto]
+        if not due:
+            return True
+        done, waiting = await asyncio.wait([d.task for d in due], timeout=wait_s)
+        ok = not waiting
+        for delivery in due:
+            if delivery.task not in done:
+                continue
+            if delivery.task.cancelled() or delivery.task.exception() is not None:
+                ok = False
+                record = delivery.letter.record
+                log.warning(
+                    "%s[%d]@%d: dead letter not stored (%r); sending it again",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    None if delivery.task.cancelled() else delivery.task.exception(),
+                )
+                self.metrics.flush_failures.inc()
+                delivery.task = asyncio.create_task(self.dead_letters.send(delivery.letter))
+        if ok:
+            remaining = [d for d in self._deliveries.get(tp, []) if d not in due]
+            self._deliveries[tp] = remaining
+        return ok
+
+    def _abandon_deliveries(self, tp: TopicPartition) -> None:
+        """The partition is gone: its uncommitted records are replayed (and dead-lettered
+        again, at least once) by the next owner."""
+        for delivery in self._deliveries.pop(tp, []):
+            delivery.task.cancel()
 
     # -- flushing --------------------------------------------------------------------------
 
@@ -364,7 +426,10 @@ class Writer:
         if flush is None:
             return True
         try:
-            await self._store_flush(writer, flush)
+            tp_ = TopicPartition(writer.topic, writer.partition)
+            if self._stored.get(tp_) is not flush:  # else stored already, its commit waited
+                await self._store_flush(writer, flush)
+                self._stored[tp_] = flush
         except StorageUnavailable as exc:
             self.metrics.flush_failures.inc()
             if pause_on_failure:
@@ -373,8 +438,21 @@ class Writer:
                 log.warning("%s[%d]: flush failed: %s", writer.topic, writer.partition, exc)
             return False
         if flush.commit_to is not None:
+            # Bounded: a flush task that waited forever on a dead-letter topic that is down
+            # would keep its partition from ever flushing again; retried on the next tick.
+            waited = max(10.0, 3 * self.settings.max_backoff_s)
+            if not await self._delivered(tp_, flush.commit_to, wait_s=waited):
+                log.warning(
+                    "%s[%d]: dead letters below offset %d not acknowledged yet; the flush is "
+                    "stored, its commit waits",
+                    writer.topic,
+                    writer.partition,
+                    flush.commit_to,
+                )
+                return False
             await self._commit(writer, flush.commit_to)
         previous = writer.last_checkpoint
+        self._stored.pop(tp_, None)
         writer.finished(flush)
         if previous is not None and previous != flush.checkpoint.key:
             await asyncio.to_thread(delete_quietly, self.store, [previous])
@@ -404,8 +482,7 @@ class Writer:
                 await asyncio.sleep(self.settings.upload_pause_s)
 
     async def _commit(self, writer: PartitionWriter, offset: int) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+        consumer = self.consumer
         tp = TopicPartition(writer.topic, writer.partition)
         try:
             await consumer.commit({tp: offset})
@@ -454,13 +531,12 @@ class Writer:
     # -- backpressure ----------------------------------------------------------------------
 
     def _storage_paused(self) -> bool:
-        return self._retry_at is not None and time.monotonic() < self._retry_at
+        return self._retry_at is not None and self.monotonic() < self._retry_at
 
     def _storage_failed(self, exc: StorageUnavailable) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+        consumer = self.consumer
         delay = max(self._backoff, exc.retry_after if self._retry_at is None else 0.0)
-        self._retry_at = time.monotonic() + delay
+        self._retry_at = self.monotonic() + delay
         self._backoff = min(2 * self._backoff, self.settings.max_backoff_s)
         consumer.pause(*consumer.assignment())
         self.metrics.paused.set(1)
@@ -468,8 +544,7 @@ class Writer:
 
     def _storage_ok(self) -> None:
         """A flush went through: resume every partition that has nothing left to retry."""
-        consumer = self._consumer
-        assert consumer is not None
+        consumer = self.consumer
         ready = [tp for tp, w in self.partitions.items() if w.pending is None]
         consumer.resume(*ready)
         if self._retry_at is None:
@@ -482,9 +557,7 @@ class Writer:
     # -- gauges ----------------------------------------------------------------------------
 
     def _update_gauges(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
+        consumer = self.consumer
         self.metrics.buffered_bytes.set(self._held_bytes())
         for tp, writer in self.partitions.items():
             highwater = consumer.highwater(tp)
@@ -506,6 +579,16 @@ class Writer:
                 log.info("stored-bytes listing skipped: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+class _Delivery:
+    """One dead letter on its way to the dead-letter topic."""
+
+    __slots__ = ("letter", "task")
+
+    def __init__(self, letter: DeadLetter, task: asyncio.Task[None]) -> None:
+        self.letter = letter
+        self.task = task
 
 
 def _accept_all(writer: PartitionWriter, records: Sequence[ConsumedRecord]) -> list[Verdict]:
