@@ -3,6 +3,7 @@
 Module map (the tree is the architecture):
 
 - ``consumer``     the run loop: consumer group, rebalances, flush/commit order, backpressure
+- ``source``       the narrow consumer interface the loop takes, and its aiokafka build
 - ``partition``    one partition: judge records, buffer rows, prepare flushes (pure logic)
 - ``batcher``      per-partition buffers and the flush policy (size, age; injected clock)
 - ``shards``       Parquet encoding following ``robolake.episode.shards``
