@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from robolake.collector.settings import ENV_CHUNK_TOPIC, ENV_TICKET_KEY
 from robolake.devices.registry import ENV_DEVICES_FILE
@@ -106,7 +107,7 @@ class ServiceProcess:
         log_path: Path,
         append: bool = False,
         nice: int = 0,
-    ) -> ServiceProcess:
+    ) -> Self:
         """Start ``argv`` with stdout and stderr in ``log_path``; ``append`` keeps what earlier
         runs logged there (restart tests count lines across runs). ``nice`` lowers its CPU
         priority through ``nice(1)``, which execs, so the PID is still the service's."""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import ssl
-import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
 from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.launch import ServiceProcess, robolake_argv
 
 TICKET_KEY = "integration-test-ticket-key-0123456789"
 ARROW = "application/vnd.apache.arrow.stream"
@@ -92,21 +92,24 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float 
     return records
 
 
-@dataclass
-class CollectorProcess:
-    """A ``robolake collector`` subprocess."""
+class CollectorProcess(ServiceProcess):
+    """A ``robolake collector`` subprocess (the launcher's process) and the URL it serves."""
 
-    proc: subprocess.Popen[bytes]
-    base: str
-    log_path: Path
+    base: str = ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def spawn_collector(
+    log_path: Path, env: dict[str, str], *, port: int, devices_file: Path, extra: Sequence[str]
+) -> CollectorProcess:
+    """``robolake collector`` on ``port`` with no per-device rate limit, so tests that upload
+    fast measure the collector rather than its limiter."""
+    argv = robolake_argv(
+        "collector", "--port", str(port), "--devices-file", str(devices_file),
+        "--device-rate", "0", *extra,
+    )  # fmt: skip
+    process = CollectorProcess.start("collector", argv, env=env, log_path=log_path)
+    process.base = f"http://127.0.0.1:{port}"
+    return process
 
 
 def auth(token: str, ticket: str | None = None) -> dict[str, str]:

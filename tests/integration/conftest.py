@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from collector_harness import (
     CollectorProcess,
     Devices,
     LiveCollector,
+    spawn_collector,
     start_collector,
 )
 from minio import Minio
@@ -34,6 +33,7 @@ from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import ENV_KAFKA_BOOTSTRAP, ENV_S3_ENDPOINT, Endpoints
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.launch import service_env
 from robolake.stack.process import ProcessRecord, free_port, is_running, tail
 from robolake.stack.stack import Stack
 
@@ -195,27 +195,18 @@ def collector_process(
 
     def start(*extra: str) -> CollectorProcess:
         port = free_port()
-        log_path = tmp_path / f"collector-{port}.log"
-        env = {
-            **os.environ,
-            **stack_endpoints.to_env(),
-            "ROBOLAKE_TICKET_KEY": TICKET_KEY,
-            "ROBOLAKE_CHUNK_TOPIC": kafka_topic,
-        }
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "robolake", "collector", "--port", str(port),
-                    "--devices-file", str(devices.path), "--device-rate", "0", *extra,
-                ],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-        process = CollectorProcess(proc, f"http://127.0.0.1:{port}", log_path)
+        process = spawn_collector(
+            tmp_path / f"collector-{port}.log",
+            # Built at each start: a test may set a variable (monkeypatch.setenv) after the
+            # fixture was created and before it starts its collector.
+            service_env(stack_endpoints, ticket_key=TICKET_KEY, chunk_topic=kafka_topic),
+            port=port,
+            devices_file=devices.path,
+            extra=extra,
+        )
         started.append(process)
         return process
 
     yield start
     for process in started:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
+        process.kill()  # a test that stopped it already: nothing to signal
