@@ -5,13 +5,23 @@
     frames = EpisodeFrameDataset("s3://robolake", rate_hz=30,
                                  criteria=EpisodeFilter(task="pick", complete=True),
                                  streams=["joint_state", "action"])
-    loader = DataLoader(frames, batch_size=64, num_workers=4)
+    loader = DataLoader(frames, batch_size=64, num_workers=4,
+                        multiprocessing_context="forkserver")
 
 The unit of work is an episode. Each process reads only its share (``work_split``:
 by distributed rank, then by DataLoader worker), fetching just that episode's rows from the shard
 files the index names -- nothing is downloaded ahead. Ranks come from explicit arguments, else an
 initialised ``torch.distributed``, else ``RANK``/``WORLD_SIZE``. Ranks can receive different
 numbers of frames; with DDP, bound an epoch by steps, not by exhausting the loader.
+
+DataLoader workers must not be forked from the process that built the dataset: building it
+reads the index, which initialises Arrow's S3 client, and that client is not fork-safe -- the AWS
+SDK is set up once per process, with threads of its own, and a forked child inherits the set-up
+state without the threads, so a request in it can wait forever (a full test run hung so, in a
+forked worker). Each worker therefore opens S3 itself, in a process started clean: pass
+``multiprocessing_context="forkserver"`` (or ``"spawn"``). A worker that finds itself forked
+anyway refuses with :class:`~robolake.dataset.errors.DatasetError` naming the fix, before it
+touches S3, instead of hanging some of the time.
 
 PyTorch is an optional dependency (``pip install 'robolake[ml]'``); importing this module without
 it raises :class:`~robolake.dataset.errors.MissingExtraError`.
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robolake.dataset.episodes import EpisodeFilter, EpisodeInfo
-from robolake.dataset.errors import MissingExtraError
+from robolake.dataset.errors import DatasetError, MissingExtraError
 from robolake.dataset.frames import episode_frames
 from robolake.dataset.reader import RobolakeDataset
 from robolake.dataset.work_split import Slot, order, rank_from_env, units_for
@@ -87,7 +98,15 @@ class EpisodeFrameDataset(IterableDataset[dict[str, Any]]):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.decode_images = decode_images
         self.tolerance_ns = tolerance_ns
+        #: The process allowed to iterate: this one, or the one that unpickled a copy.
+        self._home_pid = os.getpid()
         log.info("%d episodes selected for rank %d of %d", len(self.episodes), rank, world_size)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A spawned or forkserver worker receives the dataset pickled: it starts clean and may
+        open S3; a forked worker receives it by copied memory and never passes here."""
+        self.__dict__.update(state)
+        self._home_pid = os.getpid()
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for a new epoch (same order on every rank)."""
@@ -105,6 +124,14 @@ class EpisodeFrameDataset(IterableDataset[dict[str, Any]]):
         return units_for(units, self.slot())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if os.getpid() != self._home_pid:
+            raise DatasetError(
+                f"EpisodeFrameDataset iterated in process {os.getpid()}, forked from process "
+                f"{self._home_pid} that built it: Arrow's S3 client does not survive a fork and "
+                "can hang here; give the DataLoader multiprocessing_context='forkserver' (or "
+                "'spawn') so each worker starts clean"
+            )
+        # Opened here, in the iterating process, never inherited: each worker has its own client.
         data = RobolakeDataset(self.endpoints, organisations=self.organisations)
         for episode in self.my_episodes():
             table = episode_frames(

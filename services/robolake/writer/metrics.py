@@ -18,6 +18,7 @@ FlushReason = Literal["size", "age", "revoke", "shutdown", "memory", "timeout"]
 FLUSH_REASONS: Final[tuple[FlushReason, ...]] = get_args(FlushReason)
 
 RecordOutcome = Literal["stored", "duplicate", "dead_letter"]
+RECORD_OUTCOMES: Final[tuple[RecordOutcome, ...]] = get_args(RecordOutcome)
 
 _FLUSH_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -119,6 +120,8 @@ class WriterMetrics:
         )
         for reason in FLUSH_REASONS:
             self.flushes.labels(reason)
+        for outcome in RECORD_OUTCOMES:
+            self.records.labels(outcome)
         # Every series exists from the start (at 0), so rates and "dead letters appearing"
         # alerts see the first one instead of a series that springs into existence.
         for dead_letter_reason in REASONS:

@@ -1,5 +1,9 @@
 """The PyTorch dataset on the pipeline's dataset: 2 ranks x 2 DataLoader workers read every
-frame of every selected episode exactly once, streaming from MinIO."""
+frame of every selected episode exactly once, streaming from MinIO.
+
+Workers start with ``forkserver``, as ``docs/ml.md`` says to: a forked worker inherits the test
+process's S3 client, which Arrow does not support, and once hung a full run here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 from dataset_harness import ProducedDataset
 
 from robolake.dataset import EpisodeFilter, align_streams
+from robolake.dataset.errors import DatasetError
 
 torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
@@ -44,7 +49,13 @@ def test_two_ranks_two_workers_yield_every_frame_exactly_once(produced: Produced
             seed=7,
             decode_images=True,
         )
-        loader = DataLoader(frames, batch_size=None, num_workers=2, timeout=120)
+        loader = DataLoader(
+            frames,
+            batch_size=None,
+            num_workers=2,
+            timeout=120,
+            multiprocessing_context="forkserver",
+        )
         episodes: set[str] = set()
         for frame in loader:
             seen[(frame["episode_id"], int(frame["frame_index"]))] += 1
@@ -74,3 +85,15 @@ def test_batches_collate_into_tensors(produced: ProducedDataset) -> None:
     assert batch["joint_state.position"].shape == (8, 7)
     assert batch["action.action"].shape == (8, 7)
     assert batch["timestamp"].shape == (8,)
+
+
+def test_a_forked_worker_refuses_before_touching_s3(produced: ProducedDataset) -> None:
+    """The fork hazard as an error that names the fix, raised before any S3 request."""
+    frames = EpisodeFrameDataset(
+        produced.url, endpoints=produced.endpoints, rate_hz=RATE_HZ, rank=0, world_size=1
+    )
+    loader = DataLoader(
+        frames, batch_size=None, num_workers=1, timeout=120, multiprocessing_context="fork"
+    )
+    with pytest.raises(DatasetError, match="multiprocessing_context='forkserver'"):
+        next(iter(loader))

@@ -46,15 +46,19 @@ async def test_duplicates_written_once_and_bad_records_dead_lettered(
         await send_chunk(kafka, kafka_topic, episode, "cam_head", 0, chunks["cam_head"][0])
         await send_chunk(kafka, kafka_topic, episode, "imu", 0, chunks["imu"][0])
         # ... a poison record, a chunk that is not Arrow, a different chunk under a used key.
-        await kafka.send_and_wait(
+        poison = await kafka.send_and_wait(
             kafka_topic, b"\x00garbage", key=episode_id.encode(), headers=[("kind", b"chunk")]
         )
         broken = b"not an arrow stream"
         meta = chunk_record(episode.manifest, "imu", 99, broken)
-        await kafka.send_and_wait(kafka_topic, broken, key=meta.key, headers=meta.headers())
+        not_arrow = await kafka.send_and_wait(
+            kafka_topic, broken, key=meta.key, headers=meta.headers()
+        )
         imposter = other.chunks(64 * 1024)["joint_state"][0]
         meta = chunk_record(episode.manifest, "joint_state", 0, imposter)
-        await kafka.send_and_wait(kafka_topic, imposter, key=meta.key, headers=meta.headers())
+        conflicting = await kafka.send_and_wait(
+            kafka_topic, imposter, key=meta.key, headers=meta.headers()
+        )
         await wait_until(
             lambda: writer.value("robolake_writer_records_total", {"outcome": "dead_letter"}) == 3,
             timeout=30,
@@ -97,12 +101,18 @@ async def test_duplicates_written_once_and_bad_records_dead_lettered(
     assert_exact(s3_client, bucket, produced)
 
     letters = await read_all(endpoints.kafka_bootstrap, dlq_topic, expect=3)
-    reasons = sorted(dict(r.headers)["dlq_reason"].decode() for r in letters)
-    assert reasons == ["malformed_arrow", "record_invalid", "record_invalid"]
-    messages = [dict(r.headers)["dlq_message"].decode() for r in letters]
-    assert any(m.startswith("conflicting_duplicate") for m in messages)
+    # Each dead letter points at exactly the record it replaces, and carries it unchanged.
+    found = {}
     for letter in letters:
-        headers = dict(letter.headers)
-        assert headers["dlq_source_topic"].decode() == kafka_topic
-        assert int(headers["dlq_source_offset"]) >= 0
-    assert letters[0].value is not None
+        headers = {name: value.decode() for name, value in letter.headers}
+        assert headers["dlq_source_topic"] == kafka_topic
+        source = (int(headers["dlq_source_partition"]), int(headers["dlq_source_offset"]))
+        found[source] = (headers["dlq_reason"], headers["dlq_message"], letter.value)
+    assert len(letters) == 3, f"{len(letters)} dead letters, expected 3: {sorted(found)}"
+    expected = {
+        (poison.partition, poison.offset): ("record_invalid", b"\x00garbage"),
+        (not_arrow.partition, not_arrow.offset): ("malformed_arrow", broken),
+        (conflicting.partition, conflicting.offset): ("record_invalid", imposter),
+    }
+    assert {k: (reason, value) for k, (reason, _, value) in found.items()} == expected
+    assert found[(conflicting.partition, conflicting.offset)][1].startswith("conflicting_duplicate")

@@ -199,7 +199,28 @@ class InProcessWriter:
         await asyncio.wait_for(self.task, timeout)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
-        return float(self.metrics.registry.get_sample_value(name, labels or {}) or 0.0)
+        """The sample's current value; a sample the registry does not have fails the test.
+
+        Reading a missing sample as 0 made ``>= 0`` and ``== 0`` checks pass on a misspelt name or
+        label. Every series a test reads exists from the writer's start (``WriterMetrics``
+        creates its labelled series at 0) or once the event it counts happened.
+        """
+        sample = self.metrics.registry.get_sample_value(name, labels or {})
+        if sample is None:
+            raise AssertionError(
+                f"the writer has no metric sample {name}{labels or {}}; samples of that name: "
+                f"{self.samples(name) or 'none'}"
+            )
+        return float(sample)
+
+    def samples(self, name: str) -> list[str]:
+        """Every sample called ``name``, with its labels, for error messages."""
+        return [
+            f"{sample.name}{sample.labels}={sample.value}"
+            for family in self.metrics.registry.collect()
+            for sample in family.samples
+            if sample.name == name
+        ]
 
 
 def start_writer(
