@@ -7,10 +7,6 @@ problem+json (or a success), never a 5xx, and nothing of it may reach the chunk 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +24,7 @@ from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.schemas import schemas_dir
 from robolake.episode.synthetic import SyntheticSpec, generate_episode
+from robolake.launch import ServiceProcess, http_ok, robolake_argv, service_env
 from robolake.provision import TopicSpec, ensure_topics
 from robolake.stack.process import free_port
 
@@ -72,41 +69,13 @@ def target(
     token = registry.add("dev-f", "cp-f", "org-f")
     port = free_port()
     log_path = tmp / "collector.log"
-    env = {
-        **os.environ,
-        **stack_endpoints.to_env(),
-        "ROBOLAKE_TICKET_KEY": TICKET_KEY,
-        "ROBOLAKE_CHUNK_TOPIC": topic,
-    }
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "robolake",
-                "collector",
-                "--port",
-                str(port),
-                "--devices-file",
-                str(registry.path),
-                "--device-rate",
-                "0",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    env = service_env(stack_endpoints, chunk_topic=topic, ticket_key=TICKET_KEY)
+    argv = robolake_argv(
+        "collector", "--port", str(port), "--devices-file", str(registry.path), "--device-rate", "0"
+    )
+    proc = ServiceProcess.start("collector", argv, env=env, log_path=log_path)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
+    proc.wait_ready(http_ok(f"{base}/readyz"))
     episode = generate_episode(
         SyntheticSpec(
             seed=4, duration_s=1.0, cameras=("head",), device_id="dev-f", capture_point_id="cp-f"
@@ -123,8 +92,7 @@ def target(
     yield FuzzTarget(
         base, token, response.json()["ticket"], episode.manifest.episode_id, topic, log_path
     )
-    proc.terminate()
-    assert proc.wait(timeout=60) == 0, log_path.read_text()
+    assert proc.stop() == 0, proc.tail()
     after = _end_offsets(stack_endpoints.kafka_bootstrap, topic)
     print(
         f"\nAPI fuzz: {sum(OUTCOMES.values())} requests, "

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +20,7 @@ from pipeline_harness import Pipeline
 
 from robolake.capture.simulator import SimulationConfig, SimulationResult, simulate
 from robolake.endpoints import Endpoints
+from robolake.launch import ServiceProcess, robolake_argv, service_env
 from robolake.stack.process import free_port
 
 
@@ -69,17 +67,19 @@ async def ops_run(
 ) -> AsyncIterator[OpsRun]:
     """Pipeline + exporter, a simulation, and every acknowledged chunk in the shards."""
     registered: list[Path] = []
-    exporter: subprocess.Popen[bytes] | None = None
+    exporter: ServiceProcess | None = None
     async with Pipeline(endpoints, topic, bucket, workdir) as pipeline:
         try:
             exporter_port = free_port()
-            env = {**os.environ, **pipeline.dataset_endpoints.to_env()}
-            with (workdir / "exporter.log").open("wb") as out:
-                exporter = subprocess.Popen(
-                    [sys.executable, "-m", "robolake", "exporter", "--port", str(exporter_port),
-                     "--interval", "2", "--devices-file", str(pipeline.devices_file)],
-                    env=env, stdout=out, stderr=subprocess.STDOUT,
-                )  # fmt: skip
+            exporter = ServiceProcess.start(
+                "exporter",
+                robolake_argv(
+                    "exporter", "--port", str(exporter_port), "--interval", "2",
+                    "--devices-file", str(pipeline.devices_file),
+                ),
+                env=service_env(pipeline.dataset_endpoints),
+                log_path=workdir / "exporter.log",
+            )  # fmt: skip
             if targets is not None:
                 targets.mkdir(parents=True, exist_ok=True)
                 ports = {
@@ -103,15 +103,14 @@ async def ops_run(
             assert result.failed_episodes == 0, result.render()
             audit = await pipeline.audit([(e, s, q) for e, s, q, _ in result.ledger])
             assert audit.missing == 0, audit
-            assert exporter.poll() is None, (workdir / "exporter.log").read_text()
+            exporter.check()
             yield OpsRun(pipeline, result, exporter_port)
         finally:
             for path in registered:
                 path.unlink(missing_ok=True)
             if exporter is not None:
-                exporter.terminate()
-                code = await asyncio.to_thread(exporter.wait, 30)
-                assert code == 0, (workdir / "exporter.log").read_text()[-3000:]
+                code = await exporter.astop(grace=30)
+                assert code == 0, exporter.tail()
 
 
 async def wait_for(
