@@ -110,7 +110,7 @@ class FakeConsumer:
                 del self.broker.owner[tp.partition]
 
     async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Mapping[TopicPartition, Sequence[Record]]:
         if self.pending is not None and self.listener is not None:
             new, self.pending = self.pending, None

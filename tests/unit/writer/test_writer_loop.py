@@ -184,8 +184,14 @@ async def test_a_member_revoked_while_uploading_loses_its_commit_and_the_next_ow
     broker.steal(b.consumer, 0)  # A is not told; its commit will be refused
     store.gate.set()
     lost = TopicPartition(TOPIC, 0)
-    await until(lambda: lost not in a.writer.partitions and not a.writer._inflight, "A gave up")
-    assert lost not in a.consumer.assigned  # it rejoined and learned it was moved
+    await until(
+        lambda: (
+            lost not in a.writer.partitions
+            and not a.writer._inflight
+            and lost not in a.consumer.assigned
+        ),  # it rejoined and learned it was moved
+        "A gave the partition up",
+    )
     assert broker.committed.get(0) is None
     await a.shut()
     broker.assign(b.consumer, [0])
