@@ -1,4 +1,5 @@
-"""Where robolake's services find Kafka, S3 and Prometheus: one set of environment variables.
+"""Where robolake's services find Kafka, S3, the Iceberg catalog and Prometheus: one set of
+environment variables.
 
 The local stack prints these (``robolake stack up --env``), ``deploy/docker-compose.yml`` sets the
 same names, and every service reads them through :meth:`Endpoints.from_env`, so a deployment is
@@ -21,6 +22,7 @@ ENV_S3_SECRET_KEY: Final = "ROBOLAKE_S3_SECRET_KEY"
 ENV_S3_REGION: Final = "ROBOLAKE_S3_REGION"
 ENV_S3_BUCKET: Final = "ROBOLAKE_S3_BUCKET"
 ENV_PROMETHEUS_URL: Final = "ROBOLAKE_PROMETHEUS_URL"
+ENV_CATALOG_URI: Final = "ROBOLAKE_CATALOG_URI"
 
 DEFAULT_S3_REGION: Final = "us-east-1"
 DEFAULT_S3_BUCKET: Final = "robolake"
@@ -35,6 +37,7 @@ class Endpoints:
     """Addresses and credentials of the systems robolake talks to.
 
     ``s3_secret_key`` is excluded from ``repr`` so that logging an ``Endpoints`` never leaks it.
+    ``catalog_uri`` is optional: services that do not use Iceberg tables run without one.
     """
 
     kafka_bootstrap: str
@@ -44,6 +47,7 @@ class Endpoints:
     s3_region: str = DEFAULT_S3_REGION
     s3_bucket: str = DEFAULT_S3_BUCKET
     prometheus_url: str | None = None
+    catalog_uri: str | None = None
 
     @property
     def s3_secure(self) -> bool:
@@ -67,7 +71,35 @@ class Endpoints:
         }
         if self.prometheus_url:
             env[ENV_PROMETHEUS_URL] = self.prometheus_url
+        if self.catalog_uri:
+            env[ENV_CATALOG_URI] = self.catalog_uri
         return env
+
+    def catalog_properties(self) -> dict[str, str]:
+        """pyiceberg's configuration of the Iceberg REST catalog (``load_catalog(name, **it)``).
+
+        The same keys work against any REST catalog (Polaris, Lakekeeper, Nessie, Iceberg's own
+        server); the S3 keys are for the data files, which pyiceberg reads and writes itself.
+        Path-style addressing is spelled twice because pyiceberg 0.12 ignores the Java key
+        (``s3.path-style-access``) and reads its own (``s3.force-virtual-addressing``); the Java
+        one is there for engines handed the same map. The result holds the secret key: hand it
+        to pyiceberg, never to a log.
+        """
+        if not self.catalog_uri:
+            raise EndpointsError(
+                f"no Iceberg catalog configured; set {ENV_CATALOG_URI} (the local stack exports "
+                'it: eval "$(robolake stack status --env)")'
+            )
+        return {
+            "type": "rest",
+            "uri": self.catalog_uri,
+            "s3.endpoint": self.s3_endpoint,
+            "s3.access-key-id": self.s3_access_key,
+            "s3.secret-access-key": self.s3_secret_key,
+            "s3.region": self.s3_region,
+            "s3.path-style-access": "true",
+            "s3.force-virtual-addressing": "false",
+        }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Endpoints:
@@ -89,4 +121,5 @@ class Endpoints:
             s3_region=env.get(ENV_S3_REGION) or DEFAULT_S3_REGION,
             s3_bucket=env.get(ENV_S3_BUCKET) or DEFAULT_S3_BUCKET,
             prometheus_url=env.get(ENV_PROMETHEUS_URL) or None,
+            catalog_uri=env.get(ENV_CATALOG_URI) or None,
         )

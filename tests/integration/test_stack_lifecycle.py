@@ -50,6 +50,8 @@ def test_up_down_leaves_no_process_and_warm_restart_keeps_data_and_ports(tmp_pat
         warm_seconds = time.monotonic() - began
         assert second.kafka_bootstrap == first.kafka_bootstrap
         assert second.s3_endpoint == first.s3_endpoint
+        assert first.catalog_uri is not None
+        assert second.catalog_uri == first.catalog_uri
         response = _client(stack).get_object("lifecycle", "kept")
         try:
             assert response.read() == b"kept"

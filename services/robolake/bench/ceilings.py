@@ -20,7 +20,7 @@ from minio import Minio
 
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import MAX_RECORD_BYTES
-from robolake.stack import kafka
+from robolake.stack import jvm, kafka
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Ceiling:
 
 def _tool(main_class: str, args: list[str], log4j: str) -> str:
     command = [
-        kafka._java(),
+        jvm.java(),
         "-Xmx512m",
         f"-Dlog4j2.configurationFile={log4j}",
         "-cp",

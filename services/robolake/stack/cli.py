@@ -1,4 +1,4 @@
-"""``robolake stack up|down|status``: the local Kafka + MinIO + Prometheus stack."""
+"""``robolake stack up|down|status``: the local Kafka, MinIO, Prometheus and Iceberg catalog."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from robolake.stack import catalog
 from robolake.stack.paths import cache_dir, default_state_dir
 from robolake.stack.stack import DEFAULT_TIMEOUT, Stack
 
@@ -20,7 +21,7 @@ examples:
 
 environment:
   ROBOLAKE_STATE_DIR  stack data, configs, logs (default ~/.local/state/robolake/stack)
-  ROBOLAKE_CACHE_DIR  installed Kafka jars, MinIO binary, Prometheus (default ~/.cache/robolake)
+  ROBOLAKE_CACHE_DIR  Kafka and Iceberg jars, MinIO, Prometheus (default ~/.cache/robolake)
 """
 
 
@@ -28,10 +29,11 @@ def add_parser(subparsers: Any) -> None:
     """Register ``robolake stack`` and its subcommands."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "stack",
-        help="run a local Kafka + MinIO + Prometheus stack on loopback (no Docker)",
+        help="run Kafka, MinIO, Prometheus and an Iceberg catalog on loopback (no Docker)",
         description=(
-            "Run real Apache Kafka (KRaft), MinIO and Prometheus on free loopback ports, "
-            "installed once into a cache from Maven, the Go module proxy and Debian's packages."
+            "Run real Apache Kafka (KRaft), MinIO, Prometheus and Apache Iceberg's REST catalog "
+            "on free loopback ports, installed once into a cache from Maven, the Go module proxy "
+            "and Debian's packages."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -50,7 +52,8 @@ def add_parser(subparsers: Any) -> None:
     up.set_defaults(func=_up)
 
     install = actions.add_parser(
-        "install", help="install Kafka, MinIO and Prometheus into the cache (once per machine)"
+        "install",
+        help="install Kafka, MinIO, Prometheus and the Iceberg catalog into the cache (once)",
     )
     install.set_defaults(func=_install)
 
@@ -101,6 +104,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  kafka bootstrap   {endpoints.kafka_bootstrap}")
     print(f"  S3 endpoint       {endpoints.s3_endpoint}  bucket {endpoints.s3_bucket}")
     print(f"  Prometheus        {endpoints.prometheus_url}")
+    warehouse = catalog.warehouse(endpoints.s3_bucket)
+    print(f"  Iceberg catalog   {endpoints.catalog_uri}  (REST, warehouse {warehouse})")
     print('load the environment with: eval "$(robolake stack status --env)"')
     return 0
 

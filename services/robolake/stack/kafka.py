@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.stack.errors import StackError
+from robolake.stack.jvm import java
 from robolake.stack.paths import cache_dir, deploy_dir
 
 log = logging.getLogger(__name__)
@@ -71,22 +71,10 @@ def install() -> Path:
     return lib
 
 
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        raise StackError(
-            "Java 17+ is not installed; install it (Debian: apt-get install default-jre)"
-        )
-    return java
-
-
 def java_command(main_class: str, args: Sequence[str], *, log4j_config: Path) -> list[str]:
     """A ``java`` command line running ``main_class`` from the cached jars."""
     return [
-        _java(),
+        java(),
         KAFKA_HEAP,
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",

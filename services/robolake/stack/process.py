@@ -74,11 +74,24 @@ def is_running(record: ProcessRecord) -> bool:
 
 
 def spawn(
-    argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None,
+    scrub_env_prefixes: Sequence[str] = (),
 ) -> ProcessRecord:
-    """Start ``argv`` detached in a new session, stdout and stderr appended to ``log_path``."""
+    """Start ``argv`` detached in a new session, stdout and stderr appended to ``log_path``.
+
+    It inherits this process's environment, less the variables starting with one of
+    ``scrub_env_prefixes`` (for servers that read every variable of a prefix), plus ``env``.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = dict(os.environ)
+    full_env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(tuple(scrub_env_prefixes))
+    }
     if env:
         full_env.update(env)
     with log_path.open("ab") as out:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from robolake.endpoints import DEFAULT_S3_BUCKET, Endpoints
+from robolake.endpoints import DEFAULT_S3_BUCKET, DEFAULT_S3_REGION, Endpoints
 from robolake.provision import provision
-from robolake.stack import kafka, minio, prometheus
+from robolake.stack import catalog, kafka, minio, prometheus
 from robolake.stack.errors import StackError
 from robolake.stack.process import (
     ProcessRecord,
@@ -33,11 +33,12 @@ from robolake.stack.process import (
 
 log = logging.getLogger(__name__)
 
-COMPONENTS: Final = ("kafka", "minio", "prometheus")
+#: Started in this order and stopped in the reverse one: the catalog needs MinIO's port.
+COMPONENTS: Final = ("kafka", "minio", "prometheus", "catalog")
 STATE_FILE: Final = "stack.json"
 DEFAULT_TIMEOUT: Final = 120.0
 #: Kafka needs a few seconds for a controlled shutdown; the others stop at once.
-STOP_TIMEOUT: Final = {"kafka": 30.0, "minio": 15.0, "prometheus": 15.0}
+STOP_TIMEOUT: Final = {"kafka": 30.0, "minio": 15.0, "prometheus": 15.0, "catalog": 15.0}
 
 Progress = Callable[[str], None]
 
@@ -55,7 +56,7 @@ class ComponentStatus:
 
 
 class Stack:
-    """The local Kafka + MinIO + Prometheus stack rooted at one state directory."""
+    """The local Kafka + MinIO + Prometheus + Iceberg catalog stack in one state directory."""
 
     def __init__(self, state_dir: Path, *, bucket: str = DEFAULT_S3_BUCKET) -> None:
         self.state_dir = state_dir
@@ -102,6 +103,7 @@ class Stack:
                 f"no stack has been started in {self.state_dir}; run `robolake stack up`"
             ) from exc
         prom = components.get("prometheus", {}).get("ports", {}).get("web")
+        rest = components.get("catalog", {}).get("ports", {}).get("rest")
         return Endpoints(
             kafka_bootstrap=f"127.0.0.1:{kafka_port}",
             s3_endpoint=f"http://127.0.0.1:{minio_port}",
@@ -109,6 +111,7 @@ class Stack:
             s3_secret_key=minio.root_password(self.state_dir / "minio"),
             s3_bucket=self.bucket,
             prometheus_url=f"http://127.0.0.1:{prom}" if prom else None,
+            catalog_uri=f"http://{catalog.HOST}:{rest}" if rest else None,
         )
 
     def service_env(self) -> dict[str, str]:
@@ -133,7 +136,7 @@ class Stack:
             component = components.get(name, {})
             running = self._running(component)
             ports = component.get("ports", {})
-            port = ports.get("broker") or ports.get("api") or ports.get("web")
+            port = ports.get("broker") or ports.get("api") or ports.get("web") or ports.get("rest")
             scheme = "" if name == "kafka" else "http://"
             result.append(
                 ComponentStatus(
@@ -159,6 +162,8 @@ class Stack:
         minio.install()
         progress("installing Prometheus (cached after the first run)")
         prometheus.install()
+        progress("installing the Iceberg REST catalog (Maven; cached after the first run)")
+        catalog.install()
 
     def up(self, *, timeout: float = DEFAULT_TIMEOUT, progress: Progress = log.info) -> Endpoints:
         """Install what is missing, start what is not running, wait until all are ready."""
@@ -169,6 +174,7 @@ class Stack:
         kafka_home = self.state_dir / "kafka"
         minio_home = self.state_dir / "minio"
         prom_home = self.state_dir / "prometheus"
+        catalog_home = self.state_dir / "catalog"
 
         if not self._running(components.get("kafka", {})):
             old = components.get("kafka", {}).get("ports", {})
@@ -222,11 +228,37 @@ class Stack:
             }
             self._save(state)
 
+        if not self._running(components.get("catalog", {})):
+            old = components.get("catalog", {}).get("ports", {})
+            ports = {"rest": free_port(old.get("rest"))}
+            record = spawn(
+                catalog.server_command(catalog_home),
+                log_path=catalog_home / "catalog.log",
+                env=catalog.server_env(
+                    catalog_home,
+                    port=ports["rest"],
+                    s3_endpoint=f"http://127.0.0.1:{components['minio']['ports']['api']}",
+                    s3_access_key=minio.ROOT_USER,
+                    s3_secret_key=minio.root_password(minio_home),
+                    s3_region=DEFAULT_S3_REGION,
+                    bucket=self.bucket,
+                ),
+                cwd=catalog_home,
+                scrub_env_prefixes=catalog.SCRUBBED_ENV_PREFIXES,
+            )
+            components["catalog"] = {
+                **record.to_json(),
+                "ports": ports,
+                "version": catalog.version(),
+            }
+            self._save(state)
+
         endpoints = self.endpoints()
         checks: dict[str, Callable[[], bool]] = {
             "kafka": lambda: kafka.is_ready(endpoints.kafka_bootstrap),
             "minio": lambda: minio.is_ready(endpoints.s3_endpoint),
             "prometheus": lambda: prometheus.is_ready(str(endpoints.prometheus_url)),
+            "catalog": lambda: catalog.is_ready(str(endpoints.catalog_uri)),
         }
         for name in COMPONENTS:
             running = self._record(components[name])
@@ -238,19 +270,21 @@ class Stack:
         asyncio.run(provision(endpoints))
         return endpoints
 
+    def stop_component(self, name: str, progress: Progress = log.info) -> bool:
+        """Stop one component (an outage or a restart in a test; ``up`` starts it again on its
+        port, with its data); return whether it was running."""
+        if name not in COMPONENTS:
+            raise StackError(f"unknown stack component {name!r}; one of {', '.join(COMPONENTS)}")
+        record = self._record(self._load()["components"].get(name, {}))
+        if record is None or not is_running(record):
+            return False
+        progress(f"stopping {name} (pid {record.pid})")
+        stop(record, timeout=STOP_TIMEOUT[name], name=name)
+        return True
+
     def down(self, progress: Progress = log.info) -> list[str]:
-        """Stop every running component (Prometheus first, Kafka last); return what stopped."""
-        state = self._load()
-        components: dict[str, dict[str, Any]] = state["components"]
-        stopped = []
-        for name in reversed(COMPONENTS):
-            record = self._record(components.get(name, {}))
-            if record is None or not is_running(record):
-                continue
-            progress(f"stopping {name} (pid {record.pid})")
-            stop(record, timeout=STOP_TIMEOUT[name], name=name)
-            stopped.append(name)
-        return stopped
+        """Stop every running component (the catalog first, Kafka last); return what stopped."""
+        return [name for name in reversed(COMPONENTS) if self.stop_component(name, progress)]
 
     def pids(self) -> dict[str, int]:
         """PIDs of the components as last started, running or not (for leak checks)."""

@@ -3,12 +3,14 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from robolake.episode.topics import CHUNK_TOPIC, MAX_RECORD_BYTES
 from robolake.provision import robolake_topics
-from robolake.stack import kafka, prometheus
+from robolake.stack import catalog, kafka, prometheus
+from robolake.stack.paths import deploy_dir
 
 
 def test_kafka_config_is_kraft_combined_on_loopback(tmp_path: Path) -> None:
@@ -51,3 +53,58 @@ def test_format_passes_cluster_ids_that_look_like_options(
     kafka.format_storage(tmp_path, properties)
     assert "--cluster-id=-abc_DEF123" in seen[0]
     assert "-abc_DEF123" not in seen[0]
+
+
+def _catalog_properties(env: dict[str, str]) -> dict[str, str]:
+    """What RESTCatalogServer makes of its environment (RCKUtils.environmentCatalogConfig):
+    ``CATALOG_`` dropped, ``__`` read as ``-``, ``_`` as ``.``, lower case."""
+    return {
+        name.removeprefix("CATALOG_").replace("__", "-").replace("_", ".").lower(): value
+        for name, value in env.items()
+        if name.startswith("CATALOG_")
+    }
+
+
+def test_catalog_keeps_its_tables_in_a_sqlite_file_and_its_secret_out_of_the_properties(
+    tmp_path: Path,
+) -> None:
+    env = catalog.server_env(
+        tmp_path / "catalog", port=8181, s3_endpoint="http://127.0.0.1:9000",
+        s3_access_key="robolake", s3_secret_key="the-secret", s3_region="eu-west-1",
+        bucket="robolake",
+    )  # fmt: skip
+    props = _catalog_properties(env)
+    assert props["uri"] == f"jdbc:sqlite:{tmp_path / 'catalog' / 'catalog.db'}"
+    assert props["rest.port"] == "8181"
+    assert props["warehouse"] == "s3://robolake/warehouse"
+    assert props["io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
+    assert props["s3.endpoint"] == "http://127.0.0.1:9000"
+    assert props["s3.path-style-access"] == "true"
+    assert props["client.region"] == "eu-west-1"
+    assert props["catalog.name"] == catalog.CATALOG_NAME
+    # The server logs (and may vend) its catalog properties; the keys travel only as AWS_*.
+    assert "the-secret" not in props.values()
+    assert env["AWS_SECRET_ACCESS_KEY"] == "the-secret"
+    assert all(name.startswith(catalog.SCRUBBED_ENV_PREFIXES) for name in env)
+    assert (tmp_path / "catalog" / "tmp").is_dir()
+
+
+def test_catalog_command_binds_loopback_and_silences_the_properties_logger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROBOLAKE_CACHE_DIR", str(tmp_path / "cache"))
+    command = catalog.server_command(tmp_path)
+    assert command[-1] == catalog.MAIN_CLASS
+    assert f"-D{catalog.HOST_PROPERTY}=127.0.0.1" in command
+    assert f"-Dorg.slf4j.simpleLogger.log.{catalog.UPSTREAM_MAIN_CLASS}=warn" in command
+    classpath = command[command.index("-cp") + 1].split(":")
+    assert classpath == [str(catalog.launcher_dir()), str(catalog.lib_dir() / "*")]
+
+
+def test_catalog_launcher_and_pom_pin_the_version_the_code_names() -> None:
+    pom = ElementTree.parse(deploy_dir() / "local" / "iceberg-rest" / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    assert pom.findtext("m:properties/m:iceberg.version", namespaces=ns) == catalog.ICEBERG_VERSION
+    source = catalog._launcher_source().read_text()
+    assert f'"{catalog.HOST_PROPERTY}"' in source
+    assert "package org.apache.iceberg.rest;" in source

@@ -45,3 +45,31 @@ def test_free_port_prefers_a_free_preferred_port() -> None:
         sock.bind(("127.0.0.1", port))
         sock.listen()
         assert free_port(port) != port
+
+
+def test_spawn_scrubs_inherited_variables_of_the_given_prefixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CATALOG_URI", "jdbc:sqlite::memory:")
+    monkeypatch.setenv("AWS_PROFILE", "someone-else")
+    monkeypatch.setenv("ROBOLAKE_KEPT", "yes")
+    record = spawn(
+        [
+            sys.executable,
+            "-c",
+            "import os, time; print(sorted(os.environ), flush=True); time.sleep(60)",
+        ],
+        log_path=tmp_path / "env.log",
+        env={"CATALOG_REST_PORT": "1"},
+        cwd=tmp_path,
+        scrub_env_prefixes=("CATALOG_", "AWS_"),
+    )
+    try:
+        wait_until(lambda: "]" in tail(record.log_path), timeout=30, what="env", record=record)
+    finally:
+        stop(record, timeout=10, name="env")
+    printed = tail(record.log_path)
+    assert "'CATALOG_REST_PORT'" in printed  # what the caller passes stays
+    assert "'ROBOLAKE_KEPT'" in printed
+    assert "CATALOG_URI" not in printed
+    assert "AWS_PROFILE" not in printed
