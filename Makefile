@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup demo test chaos test-unit test-integration lint bench stack-up stack-down stack-status clean
+.PHONY: help setup demo test chaos test-unit test-integration lint bench bench-memory stack-up stack-down stack-status clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ lint: $(BIN)/.installed ## ruff (lint + format check) and mypy --strict on servi
 
 bench: setup ## benchmarks: robolake's figures as ratios to Kafka/MinIO ceilings measured in the same run
 	$(BIN)/python -m robolake.bench --out bench-results/bench.json $(BENCH_ARGS)
+
+bench-memory: setup ## writer peak RSS vs its cap draining ~212k tiny chunks of 3,000 episodes (~7 min)
+	$(BIN)/python -m robolake.bench.writer_memory --out bench-results/writer-memory.json $(BENCH_ARGS)
 
 stack-up: setup ## start the local Kafka + MinIO + Prometheus stack and print its endpoints
 	$(ROBOLAKE) stack up
