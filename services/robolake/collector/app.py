@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from robolake.collector.errors import Backpressure
 from robolake.collector.limits import DeviceQuota, InflightBytes, Reservation, jittered
-from robolake.collector.metrics import CollectorMetrics
+from robolake.collector.metrics import CollectorMetrics, method_label
 from robolake.collector.problems import REASON_KEY, from_violation, problem
 from robolake.collector.settings import CollectorSettings
 from robolake.collector.sink import RecordSink
@@ -414,7 +414,8 @@ class Collector:
         """Count a request by route template, method and status."""
         route = request.match_info.route.resource
         template = route.canonical if route is not None else "unmatched"
-        self.metrics.requests.labels(template, request.method, str(response.status)).inc()
+        method = method_label(request.method)
+        self.metrics.requests.labels(template, method, str(response.status)).inc()
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:

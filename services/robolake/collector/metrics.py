@@ -1,6 +1,7 @@
 """The collector's Prometheus metrics, defined in one place with bounded label values.
 
-Labels: ``route`` is the route template (never the raw path), ``status`` an HTTP status,
+Labels: ``route`` is the route template (never the raw path), ``method`` a standard HTTP
+method or ``OTHER``, ``status`` an HTTP status,
 ``reason`` a problem reason (a closed set), ``capture_point`` a capture point id (at most a few
 thousand). Episode ids are never labels.
 """
@@ -13,6 +14,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from robolake.collector.problems import CollectorReason
 from robolake.episode.errors import REASONS
+
+#: HTTP methods counted by name; anything else a client sends is counted as ``OTHER``, so a
+#: client cannot mint label values (and series) by inventing methods.
+HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: its method if standard, else ``OTHER``."""
+    return method if method in HTTP_METHODS else "OTHER"
+
 
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
