@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,10 @@ ENDPOINTS = Endpoints(
 #: Installs its SIGTERM behaviour, then says so: a test may only signal it after that line.
 IGNORES_TERM = (
     "import signal, time\n"
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, lambda *_: print('ignoring SIGTERM', flush=True))\n"
     "print('ready', flush=True)\n"
-    "time.sleep(60)\n"
+    "for _ in range(600):\n"
+    "    time.sleep(0.1)\n"
 )
 DRAINS_ON_TERM = (
     "import signal, sys, time\n"
@@ -132,10 +134,15 @@ def test_ready_when_http_answers_200(tmp_path: Path) -> None:
         env=service_env(),
         log_path=tmp_path / "http.log",
     )
+    probe = http_ok(f"http://127.0.0.1:{port}/")
     try:
-        process.wait_ready(http_ok(f"http://127.0.0.1:{port}/"), within=20)
+        process.wait_ready(probe, within=20)
+        assert probe() is True
+        assert process.running
     finally:
-        process.stop(grace=5)
+        assert process.stop(grace=5) == -signal.SIGTERM
+    with pytest.raises(urllib.error.URLError):  # nothing listens: the probe refuses
+        probe()
 
 
 async def test_ready_in_an_event_loop_on_a_log_line(tmp_path: Path) -> None:
@@ -175,7 +182,9 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) 
     process = started(tmp_path, IGNORES_TERM)
     began = time.monotonic()
     assert process.stop(grace=0.5) == -signal.SIGKILL
-    assert time.monotonic() - began >= 0.5
+    waited = time.monotonic() - began
+    assert 0.5 <= waited < 30, waited  # the grace was given, then no more
+    assert process.logged("ignoring SIGTERM")  # SIGTERM came first, SIGKILL only after it
     assert not process.running
 
 

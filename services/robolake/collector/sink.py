@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Final, Protocol
 
 from robolake.collector.errors import KafkaUnavailable
 from robolake.collector.metrics import CollectorMetrics
 from robolake.kafka.errors import KafkaClientError
 from robolake.kafka.producer import (
+    AsyncLifecycle,
     DurableProducer,
     Headers,
     ProducerConfig,
@@ -52,7 +52,7 @@ LINGER_MS: Final = 0
 MAX_BATCH_BYTES: Final = 1024 * 1024
 
 
-class KafkaSink:
+class KafkaSink(AsyncLifecycle):
     """An idempotent ``acks=all`` producer tuned for large, incompressible records.
 
     ``linger_ms`` is 0: chunk records are ~1 MiB, so a batch holds one record and lingering can
@@ -90,18 +90,6 @@ class KafkaSink:
     async def stop(self) -> None:
         """Flush and close; safe to call twice."""
         await self.producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def send(
         self, topic: str, key: bytes, value: bytes | bytearray, headers: Headers

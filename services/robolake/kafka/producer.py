@@ -136,7 +136,30 @@ def _transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "retriable", False))
 
 
-class DurableProducer:
+class AsyncLifecycle:
+    """``async with`` for a client with ``start()`` and ``stop()``: one place for the
+    protocol every Kafka-facing client here follows (aiokafka's lifecycle)."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class DurableProducer(AsyncLifecycle):
     """An idempotent ``acks=all`` producer that restarts itself after fatal errors."""
 
     _client: ProducerClient | None = None  # a class default, so __del__ works if __init__ fails
@@ -223,18 +246,6 @@ class DurableProducer:
         client, self._client = self._client, None
         if client is not None:
             await client.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         # Like aiokafka's clients: __del__ cannot stop anything (stopping is async), only say so.

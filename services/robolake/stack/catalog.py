@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from robolake.stack.errors import StackError
-from robolake.stack.jvm import java, javac
+from robolake.stack.jvm import java, javac, resolve_classpath
 from robolake.stack.paths import cache_dir, deploy_dir
 
 log = logging.getLogger(__name__)
@@ -86,35 +86,14 @@ def launcher_dir() -> Path:
 
 
 def _install_jars() -> Path:
-    lib = lib_dir()
-    marker = lib / ".complete"
-    if marker.is_file():
-        return lib
-    if shutil.which("mvn") is None:
-        raise StackError("Maven (mvn) is not installed; install it (Debian: apt-get install maven)")
-    staging = lib.with_name("lib.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("resolving the Iceberg %s REST catalog with Maven into %s", ICEBERG_VERSION, lib)
-    result = subprocess.run(
-        [
-            "mvn", "-B", "-q", "-f", str(deploy_dir() / _POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
-            f"-Diceberg.version={ICEBERG_VERSION}",
-        ],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise StackError(
-            f"mvn could not resolve the Iceberg {ICEBERG_VERSION} REST catalog "
-            f"(exit {result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}"
-        )
-    server_jar = f"iceberg-open-api-{ICEBERG_VERSION}-test-fixtures.jar"
-    if not (staging / server_jar).is_file():
-        raise StackError(f"mvn finished but {server_jar} is not in {staging}")
-    shutil.rmtree(lib, ignore_errors=True)
-    staging.rename(lib)
-    marker.write_text(ICEBERG_VERSION + "\n")
-    return lib
+    return resolve_classpath(
+        deploy_dir() / _POM,
+        lib_dir(),
+        what="the Iceberg REST catalog",
+        version=ICEBERG_VERSION,
+        properties={"iceberg.version": ICEBERG_VERSION},
+        expect=f"iceberg-open-api-{ICEBERG_VERSION}-test-fixtures.jar",
+    )
 
 
 def _compile_launcher() -> Path:

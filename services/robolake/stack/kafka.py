@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import shutil
 import socket
 import subprocess
 import uuid
@@ -22,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.stack.errors import StackError
-from robolake.stack.jvm import java
+from robolake.stack.jvm import java, resolve_classpath
 from robolake.stack.paths import cache_dir, deploy_dir
 
 log = logging.getLogger(__name__)
@@ -40,35 +39,14 @@ def lib_dir() -> Path:
 
 def install() -> Path:
     """Resolve the broker and tool jars with Maven once; later calls return the cache at once."""
-    lib = lib_dir()
-    marker = lib / ".complete"
-    if marker.is_file():
-        return lib
-    if shutil.which("mvn") is None:
-        raise StackError("Maven (mvn) is not installed; install it (Debian: apt-get install maven)")
-    pom = deploy_dir() / "local" / "pom.xml"
-    staging = lib.with_name("lib.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("resolving Kafka %s jars with Maven into %s", KAFKA_VERSION, lib)
-    result = subprocess.run(
-        [
-            "mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
-            f"-Dkafka.version={KAFKA_VERSION}",
-        ],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise StackError(
-            f"mvn could not resolve Kafka {KAFKA_VERSION} (exit {result.returncode}):\n"
-            f"{(result.stdout + result.stderr)[-4000:]}"
-        )
-    if not (staging / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
-        raise StackError(f"mvn finished but kafka_2.13-{KAFKA_VERSION}.jar is not in {staging}")
-    shutil.rmtree(lib, ignore_errors=True)
-    staging.rename(lib)
-    marker.write_text(KAFKA_VERSION + "\n")
-    return lib
+    return resolve_classpath(
+        deploy_dir() / "local" / "pom.xml",
+        lib_dir(),
+        what="Kafka",
+        version=KAFKA_VERSION,
+        properties={"kafka.version": KAFKA_VERSION},
+        expect=f"kafka_2.13-{KAFKA_VERSION}.jar",
+    )
 
 
 def java_command(main_class: str, args: Sequence[str], *, log4j_config: Path) -> list[str]:

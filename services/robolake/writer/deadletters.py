@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from robolake.episode.records import dead_letter_headers
 from robolake.kafka.errors import NotAcknowledged
 from robolake.kafka.producer import (
+    AsyncLifecycle,
     DurableProducer,
     ProducerConfig,
     ProducerFactory,
@@ -41,7 +41,7 @@ class DeadLetterSink(Protocol):
         ...
 
 
-class KafkaDeadLetters:
+class KafkaDeadLetters(AsyncLifecycle):
     """Dead letters to a Kafka topic with an idempotent ``acks=all`` producer."""
 
     def __init__(
@@ -75,18 +75,6 @@ class KafkaDeadLetters:
     async def stop(self) -> None:
         """Flush and close; safe to call twice."""
         await self.producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def send(self, letter: DeadLetter) -> None:
         """Return once stored, retrying with backoff while the failure is retriable.

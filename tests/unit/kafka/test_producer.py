@@ -223,8 +223,13 @@ async def test_a_producer_collected_while_running_warns() -> None:
     fakes = FakeProducers()
     held = [durable(fakes)]
     await held[0].start()
-    with pytest.warns(ResourceWarning, match="unstopped DurableProducer test-producer"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         held.clear()  # the last reference: collected here
+        gc.collect()
+    messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert len(messages) == 1, messages
+    assert "unstopped DurableProducer test-producer" in messages[0]
 
 
 async def test_a_stopped_or_never_started_producer_does_not_warn() -> None:
@@ -233,10 +238,12 @@ async def test_a_stopped_or_never_started_producer_does_not_warn() -> None:
     await stopped.start()
     await stopped.stop()
     never_started = durable(fakes)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         del stopped, never_started
         gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert fakes.all_stopped()
 
 
 async def test_ping_tells_whether_a_broker_answers() -> None:
