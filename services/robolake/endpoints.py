@@ -23,9 +23,11 @@ ENV_S3_REGION: Final = "ROBOLAKE_S3_REGION"
 ENV_S3_BUCKET: Final = "ROBOLAKE_S3_BUCKET"
 ENV_PROMETHEUS_URL: Final = "ROBOLAKE_PROMETHEUS_URL"
 ENV_CATALOG_URI: Final = "ROBOLAKE_CATALOG_URI"
+ENV_CATALOG_NAMESPACE: Final = "ROBOLAKE_CATALOG_NAMESPACE"
 
 DEFAULT_S3_REGION: Final = "us-east-1"
 DEFAULT_S3_BUCKET: Final = "robolake"
+DEFAULT_CATALOG_NAMESPACE: Final = "robolake"
 
 
 class EndpointsError(RobolakeError):
@@ -48,6 +50,8 @@ class Endpoints:
     s3_bucket: str = DEFAULT_S3_BUCKET
     prometheus_url: str | None = None
     catalog_uri: str | None = None
+    #: The Iceberg namespace holding every table of this deployment.
+    catalog_namespace: str = DEFAULT_CATALOG_NAMESPACE
 
     @property
     def s3_secure(self) -> bool:
@@ -73,6 +77,7 @@ class Endpoints:
             env[ENV_PROMETHEUS_URL] = self.prometheus_url
         if self.catalog_uri:
             env[ENV_CATALOG_URI] = self.catalog_uri
+            env[ENV_CATALOG_NAMESPACE] = self.catalog_namespace
         return env
 
     def catalog_properties(self) -> dict[str, str]:
@@ -122,4 +127,5 @@ class Endpoints:
             s3_bucket=env.get(ENV_S3_BUCKET) or DEFAULT_S3_BUCKET,
             prometheus_url=env.get(ENV_PROMETHEUS_URL) or None,
             catalog_uri=env.get(ENV_CATALOG_URI) or None,
+            catalog_namespace=env.get(ENV_CATALOG_NAMESPACE) or DEFAULT_CATALOG_NAMESPACE,
         )

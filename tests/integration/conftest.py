@@ -9,6 +9,7 @@ report.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import uuid
@@ -114,6 +115,16 @@ def s3_bucket(s3_client: Minio) -> str:
     name = f"test-{uuid.uuid4().hex[:20]}"
     s3_client.make_bucket(name)
     return name
+
+
+@pytest.fixture
+def lake_endpoints(stack_endpoints: Endpoints, s3_bucket: str) -> Endpoints:
+    """The stack's endpoints with a fresh bucket and a fresh Iceberg namespace for one test."""
+    if not stack_endpoints.catalog_uri:
+        pytest.skip("the stack under test has no Iceberg catalog")
+    return dataclasses.replace(
+        stack_endpoints, s3_bucket=s3_bucket, catalog_namespace=f"t_{uuid.uuid4().hex[:16]}"
+    )
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ def area(module: str) -> str:
 
 #: The deployable services and the libraries that ship with them -- code that runs in production.
 PRODUCT = frozenset(
-    {"collector", "writer", "capture", "dataset", "episode", "devices", "kafka", "ops"}
+    {"collector", "writer", "capture", "dataset", "episode", "devices", "kafka", "lake", "ops"}
 )
 #: Modules that stand below everything: the error root, endpoint settings, log formatting.
 FOUNDATIONS = frozenset({"errors", "endpoints", "logs"})
@@ -196,8 +196,8 @@ RULES: tuple[Rule, ...] = (
         lambda importer, target: area(target) not in ("episode", "errors"),
     ),
     Rule(
-        "devices and kafka import no service",
-        _in("devices", "kafka"),
+        "devices, kafka and lake import no service",
+        _in("devices", "kafka", "lake"),
         lambda importer, target: area(target) not in (area(importer), "episode", *FOUNDATIONS),
     ),
     Rule(
@@ -352,7 +352,7 @@ def test_a_planted_violation_breaks_the_rules_it_should() -> None:
         ],
         "collector and writer do not import each other": [],
         "episode imports only robolake.errors": [],
-        "devices and kafka import no service": [],
+        "devices, kafka and lake import no service": [],
         "foundations import only robolake.errors": [],
         "product code does not import the local stack, the launcher, bench or demo": [
             "robolake.bench.__main__"

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from robolake.lake import layout as lake_layout
 from robolake.writer.errors import CheckpointError
 from robolake.writer.index import EpisodeState, index_files
 from robolake.writer.shards import PARQUET_CONTENT_TYPE
@@ -82,9 +83,16 @@ class Checkpoint:
     reason: str = ""
     #: Per-partition flush number: orders flushes that start at the same offset.
     flush: int = 0
+    #: The writing process's token in the table layout (its keys are named by the tables'
+    #: snapshot summaries, never listed); "" in the bucket layout.
+    token: str = ""
 
     @property
     def key(self) -> str:
+        if self.token:
+            return lake_layout.checkpoint_key(
+                self.topic, self.partition, self.first, self.flush, self.token
+            )
         return checkpoint_key(self.topic, self.partition, self.first, self.flush)
 
     @property
@@ -102,6 +110,7 @@ class Checkpoint:
                 "next": self.next,
                 "reason": self.reason,
                 "flush": self.flush,
+                "token": self.token,
                 "keys": list(self.keys),
                 "episodes": list(self.episodes),
             },
@@ -123,6 +132,7 @@ class Checkpoint:
                 episodes=tuple(doc["episodes"]),
                 reason=doc.get("reason", ""),
                 flush=int(doc.get("flush", 0)),
+                token=str(doc.get("token", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(

@@ -45,9 +45,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from robolake.episode.stream_types import StreamTypeRegistry, default_registry
 from robolake.writer.batcher import Clock, FlushPolicy
-from robolake.writer.checkpoints import JSON_CONTENT_TYPE, delete_quietly, recover
+from robolake.writer.checkpoints import JSON_CONTENT_TYPE, delete_quietly
 from robolake.writer.deadletters import DeadLetterSink
-from robolake.writer.errors import PartitionLost, StorageUnavailable
+from robolake.writer.errors import PartitionFenced, PartitionLost, StorageUnavailable
+from robolake.writer.ledger import BucketLedger, Ledger
 from robolake.writer.metrics import FlushReason, WriterMetrics
 from robolake.writer.partition import (
     ConsumedRecord,
@@ -95,8 +96,11 @@ class Writer:
         monotonic: Clock = time.monotonic,
         registry: StreamTypeRegistry | None = None,
         consumer: Consumer | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """``consumer`` defaults to aiokafka's (:func:`kafka_consumer`); tests pass a fake.
+        ``ledger`` is the system of record: the Iceberg tables (:class:`TableLedger`) or, by
+        default, Kafka's offsets with bucket checkpoints (:class:`BucketLedger`).
         ``clock`` is wall time (flush ages, episode timeouts), ``monotonic`` paces retries."""
         self.settings = settings
         self.bootstrap = bootstrap
@@ -105,6 +109,7 @@ class Writer:
         )
         self.monotonic = monotonic
         self.store = store
+        self.ledger: Ledger = ledger if ledger is not None else BucketLedger(store)
         self.dead_letters = dead_letters
         self.metrics = metrics or WriterMetrics()
         self.clock = clock
@@ -230,12 +235,14 @@ class Writer:
                 continue
             committed: int | None = await consumer.committed(tp)
             try:
-                recovery = await asyncio.to_thread(
-                    recover, self.store, tp.topic, tp.partition, committed
+                resume = await asyncio.to_thread(
+                    self.ledger.resume, tp.topic, tp.partition, committed
                 )
             except StorageUnavailable as exc:
                 self._storage_failed(exc)
                 return
+            recovery = resume.recovery
+            committed = resume.offset
             if committed is None:
                 await consumer.seek_to_beginning(tp)
             else:
@@ -251,6 +258,9 @@ class Writer:
                 incomplete_after_s=self.settings.incomplete_after_s,
                 clock=self.clock,
                 registry=self.registry,
+                layout=self.ledger.layout,
+                floors=resume.floors,
+                table_offsets=resume.table_offsets,
             )
             writer.last_checkpoint = recovery.resumed_from
             self.partitions[tp] = writer
@@ -425,8 +435,13 @@ class Writer:
         try:
             flush = writer.pending
             if flush is None:
+                stream_types = [g.stream_type for g in writer.buffer.groups.values()]
+                await asyncio.to_thread(self.ledger.ready, stream_types)
                 async with self._encoding:
                     flush = await asyncio.to_thread(writer.prepare, reason)
+        except StorageUnavailable as exc:
+            self._flush_failed(writer, exc, pause_on_failure)
+            return False
         finally:
             if tp is not None:
                 self._preparing.discard(tp)
@@ -438,11 +453,7 @@ class Writer:
                 await self._store_flush(writer, flush)
                 self._stored[tp_] = flush
         except StorageUnavailable as exc:
-            self.metrics.flush_failures.inc()
-            if pause_on_failure:
-                self._storage_failed(exc)
-            else:
-                log.warning("%s[%d]: flush failed: %s", writer.topic, writer.partition, exc)
+            self._flush_failed(writer, exc, pause_on_failure)
             return False
         if flush.commit_to is not None:
             # Bounded: a flush task that waited forever on a dead-letter topic that is down
@@ -457,6 +468,19 @@ class Writer:
                     flush.commit_to,
                 )
                 return False
+        try:
+            stats = await asyncio.to_thread(self.ledger.commit, writer, flush)
+        except StorageUnavailable as exc:
+            self._flush_failed(writer, exc, pause_on_failure)
+            return False
+        except PartitionFenced as exc:
+            self.metrics.fenced.inc()
+            self._lose(tp_, f"fenced: {exc}")
+            raise
+        if stats.tables:
+            self.metrics.table_commit_seconds.observe(stats.seconds)
+            self.metrics.table_commit_conflicts.inc(stats.conflicts)
+        if flush.commit_to is not None:
             await self._commit(writer, flush.commit_to)
         previous = writer.last_checkpoint
         self._stored.pop(tp_, None)
@@ -467,6 +491,30 @@ class Writer:
         elapsed = time.perf_counter() - began
         self._account(writer, flush, elapsed)
         return True
+
+    def _flush_failed(
+        self, writer: PartitionWriter, exc: StorageUnavailable, pause_on_failure: bool
+    ) -> None:
+        self.metrics.flush_failures.inc()
+        if pause_on_failure:
+            self._storage_failed(exc)
+        else:
+            log.warning("%s[%d]: flush failed: %s", writer.topic, writer.partition, exc)
+
+    def _lose(self, tp: TopicPartition, why: str) -> None:
+        """Drop a partition's state; if still assigned, recover it again (from the record)."""
+        consumer = self.consumer
+        log.warning(
+            "%s[%d]: %s; dropping the partition's state, it resumes from the committed record",
+            tp.topic,
+            tp.partition,
+            why,
+        )
+        self.partitions.pop(tp, None)
+        self._stored.pop(tp, None)
+        if tp in consumer.assignment():
+            self._recovering.add(tp)
+            consumer.pause(tp)
 
     async def _store_flush(self, writer: PartitionWriter, flush: PreparedFlush) -> None:
         checkpoint = flush.checkpoint
@@ -494,18 +542,7 @@ class Writer:
         try:
             await consumer.commit({tp: offset})
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
-            log.warning(
-                "%s[%d]: commit of offset %d failed (%r); dropping the partition's state, the "
-                "owner replays from the committed offset",
-                writer.topic,
-                writer.partition,
-                offset,
-                exc,
-            )
-            self.partitions.pop(tp, None)
-            if tp in consumer.assignment():
-                self._recovering.add(tp)
-                consumer.pause(tp)
+            self._lose(tp, f"commit of offset {offset} to Kafka failed ({exc!r})")
             raise PartitionLost(f"{tp.topic}[{tp.partition}] commit failed: {exc!r}") from exc
 
     def _account(self, writer: PartitionWriter, flush: PreparedFlush, elapsed: float) -> None:

@@ -32,6 +32,11 @@ class PartitionLost(WriterError):
     retriable = False
 
 
+class PartitionFenced(PartitionLost):
+    """A table records an offset for the partition that this writer did not expect: another
+    writer committed it (this one is a zombie, or lost a race after a rebalance)."""
+
+
 class CheckpointError(WriterError):
     """A checkpoint object in the bucket cannot be read; the message says what to do."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,9 +31,10 @@ import pyarrow as pa
 from robolake.episode.completion import StreamCount
 from robolake.episode.ids import episode_date
 from robolake.episode.manifest import EpisodeManifest, parse_manifest
-from robolake.episode.shards import QUALITY_FLAGS, QualityFlag, episodes_index, index_path
+from robolake.episode.shards import QUALITY_FLAGS, QualityFlag, episodes_index
 from robolake.episode.stream_types import StreamType
 from robolake.writer.dedup import ChunkLedger
+from robolake.writer.layout import BUCKET_LAYOUT, FlushLayout
 from robolake.writer.shards import encode_parquet
 
 #: A stream's observed rate may differ from its declared ``rate_hz`` by this fraction.
@@ -281,9 +282,17 @@ class IndexFile:
 
 
 def index_files(
-    episodes: Iterable[EpisodeState], topic: str, partition: int, position: int
+    episodes: Iterable[EpisodeState],
+    topic: str,
+    partition: int,
+    position: int,
+    *,
+    layout: FlushLayout = BUCKET_LAYOUT,
+    flush: int = 0,
+    only: Collection[str] | None = None,
 ) -> list[IndexFile]:
-    """The index files of the flush at ``position``: one per date, every episode indexed there.
+    """The index files of the flush at ``position``: one per date, every episode indexed there
+    (``only`` those named, in the table layout: there each row is appended once).
 
     A pure function of the episode state, so recovery can upload an index-only flush's files
     again from its checkpoint and get the very same rows.
@@ -291,12 +300,14 @@ def index_files(
     by_date: dict[dt.date, list[dict[str, Any]]] = {}
     for episode in episodes:
         if episode.indexed_in == position and episode.indexed_at_ns is not None:
+            if only is not None and episode.episode_id not in only:
+                continue
             row = episode.index_row(episode.indexed_at_ns)
             by_date.setdefault(episode_date(episode.episode_id), []).append(row)
     return [
         IndexFile(
-            index_path(date, topic, partition, position),
-            encode_parquet(index_table(rows)),
+            layout.index_key(date, topic, partition, position, flush),
+            encode_parquet(layout.index_rows(index_table(rows), date)),
             rows,
         )
         for date, rows in sorted(by_date.items())

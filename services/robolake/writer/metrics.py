@@ -93,6 +93,24 @@ class WriterMetrics:
             ["reason"],
             registry=r,
         )
+        self.table_commit_seconds = Histogram(
+            "robolake_writer_table_commit_seconds",
+            "Duration of committing one flush to the Iceberg tables (every table it wrote "
+            "and the index), conflicts retried included.",
+            buckets=_FLUSH_BUCKETS,
+            registry=r,
+        )
+        self.table_commit_conflicts = Counter(
+            "robolake_writer_table_commit_conflicts_total",
+            "Table commits that conflicted with another commit and were re-checked and retried.",
+            registry=r,
+        )
+        self.fenced = Counter(
+            "robolake_writer_fenced_total",
+            "Flushes refused because a table recorded an offset this writer did not expect "
+            "(another writer owns the partition); the partition resumes from the tables.",
+            registry=r,
+        )
         self.buffered_bytes = Gauge(
             "robolake_writer_buffered_bytes",
             "Chunk bytes buffered in memory, waiting for a flush.",

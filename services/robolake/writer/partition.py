@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -33,14 +34,15 @@ from robolake.episode.errors import ContractViolation, Reason
 from robolake.episode.ids import episode_date
 from robolake.episode.manifest import EpisodeManifest, parse_manifest
 from robolake.episode.records import RecordMeta, parse_record
-from robolake.episode.shards import shard_path, to_shard_rows
+from robolake.episode.shards import concat_in_order, to_shard_rows
 from robolake.episode.stream_types import StreamType, StreamTypeRegistry, default_registry
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.writer.batcher import Clock, FlushPolicy, PartitionBuffer
 from robolake.writer.checkpoints import Checkpoint
 from robolake.writer.index import SUCCESS_LABEL, EpisodeState, index_files, index_table
+from robolake.writer.layout import BUCKET_LAYOUT, FlushLayout
 from robolake.writer.metrics import FlushReason, RecordOutcome
-from robolake.writer.shards import encode_shard
+from robolake.writer.shards import encode_parquet
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,14 @@ class PartitionWriter:
         incomplete_after_s: float = 3600.0,
         clock: Clock = time.time,
         registry: StreamTypeRegistry | None = None,
+        layout: FlushLayout = BUCKET_LAYOUT,
+        floors: Mapping[str, int] | None = None,
+        table_offsets: Mapping[str, int | None] | None = None,
     ) -> None:
+        """``floors``: per stream type, the offset below which its table already holds this
+        partition's rows (a flush committed there but not to the index, before a crash);
+        those chunks update the state but are not written again. ``table_offsets``: per
+        table, the offset it records for this partition -- what the next commit expects."""
         self.topic = topic
         self.partition = partition
         self.policy = policy
@@ -141,6 +150,9 @@ class PartitionWriter:
         self.incomplete_after_s = incomplete_after_s
         self.clock = clock
         self.registry = registry or default_registry()
+        self.layout = layout
+        self.floors: dict[str, int] = dict(floors or {})
+        self.table_offsets: dict[str, int | None] = dict(table_offsets or {})
         self.buffer = PartitionBuffer()
         #: A prepared flush not yet stored and committed (retried as is).
         self.pending: PreparedFlush | None = None
@@ -295,6 +307,28 @@ class PartitionWriter:
             stream=meta.stream,
             seq=meta.seq,
         )
+        if offset < self.floors.get(stream_type.key, 0):
+            # Its table took this chunk in a flush whose index commit never landed: count it
+            # in the state (as that flush did), do not store it again.
+            self.buffer.note(offset, now)
+        else:
+            self._buffer_chunk(offset, now, stream_type, meta, rows, len(value))
+        episode.ledger.record(meta.stream, meta.seq, meta.checksum)
+        episode.tally(meta.stream).add(table.num_rows, first, last, _success_labels(table))
+        episode.changed = True
+        return "stored"
+
+    def _buffer_chunk(
+        self,
+        offset: int,
+        now: float,
+        stream_type: StreamType,
+        meta: RecordMeta,
+        rows: pa.Table,
+        nbytes: int,
+    ) -> None:
+        assert meta.stream is not None
+        assert meta.seq is not None
         self.buffer.add(
             offset,
             now,
@@ -304,12 +338,8 @@ class PartitionWriter:
             stream=meta.stream,
             seq=meta.seq,
             rows=rows,
-            nbytes=len(value),
+            nbytes=nbytes,
         )
-        episode.ledger.record(meta.stream, meta.seq, meta.checksum)
-        episode.tally(meta.stream).add(table.num_rows, first, last, _success_labels(table))
-        episode.changed = True
-        return "stored"
 
     def _header_type(self, meta: RecordMeta) -> StreamType:
         assert meta.stream_type is not None
@@ -383,9 +413,16 @@ class PartitionWriter:
         if position is None or (self.buffer.empty and not indexable):
             return None
         files: list[FlushFile] = []
+        flush = self.flush + 1
         for group in self.buffer.groups.values():
-            key = shard_path(group.stream_type, group.date, self.topic, self.partition, position)
-            data, count = encode_shard(group.tables, group.stream_type)
+            key = self.layout.shard_key(
+                group.stream_type, group.date, self.topic, self.partition, position, flush
+            )
+            rows = self.layout.shard_rows(
+                concat_in_order(group.tables), group.stream_type, group.date
+            )
+            data, count = encode_parquet(rows), rows.num_rows
+            del rows
             # The rows are in the file bytes now, which a retry re-uploads as they are; let the
             # decoded chunks go so that a flush does not hold its data twice.
             group.tables.clear()
@@ -399,7 +436,15 @@ class PartitionWriter:
             episode.indexed_at_ns = indexed_at
             episode.indexed_in = position
             episode.changed = False
-        for index_file in index_files(self.episodes.values(), self.topic, self.partition, position):
+        for index_file in index_files(
+            self.episodes.values(),
+            self.topic,
+            self.partition,
+            position,
+            layout=self.layout,
+            flush=flush,
+            only=fresh if self.layout.tables else None,
+        ):
             files.append(FlushFile(index_file.key, index_file.data, "index", len(index_file.rows)))
             for row in index_file.rows:
                 if row["episode_id"] in fresh:
@@ -415,7 +460,8 @@ class PartitionWriter:
             keys=tuple(f.key for f in files),
             episodes=tuple(e.to_json() for e in self.episodes.values()),
             reason=reason,
-            flush=self.flush + 1,
+            flush=flush,
+            token=self.layout.token,
         )
         self.pending = PreparedFlush(
             reason=reason,

@@ -10,15 +10,19 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from robolake.endpoints import Endpoints
 from robolake.kafka.producer import ProducerFactory, aiokafka_producer, start_when_reachable
+from robolake.lake.catalog import LakeTables
+from robolake.lake.errors import CatalogUnavailable
 from robolake.writer.consumer import Writer
 from robolake.writer.deadletters import KafkaDeadLetters
 from robolake.writer.errors import WriterError
+from robolake.writer.ledger import BucketLedger, Ledger, TableLedger
 from robolake.writer.metrics import WriterMetrics
 from robolake.writer.settings import WriterSettings
 from robolake.writer.storage import MinioStore, ObjectStore
@@ -46,6 +50,44 @@ async def _metrics_server(
             f"cannot serve /metrics on {host}:{port} ({exc.strerror or exc}); is another "
             "process (another writer?) on that port? Stop it or pick another --metrics-port"
         ) from exc
+
+
+async def _ledger(
+    settings: WriterSettings, endpoints: Endpoints, store: ObjectStore, stop: asyncio.Event
+) -> Ledger | None:
+    """The system of record the settings ask for; None if stopped while the catalog is down."""
+    record = settings.record
+    if record == "auto":
+        record = "tables" if endpoints.catalog_uri else "bucket"
+    if record == "bucket":
+        log.info("system of record: Kafka offsets and bucket checkpoints (listing layout)")
+        return BucketLedger(store)
+    if not endpoints.catalog_uri:
+        raise WriterError(
+            "--record tables needs an Iceberg catalog: set ROBOLAKE_CATALOG_URI (the local stack "
+            "exports it), or run with --record bucket"
+        )
+    token = uuid.uuid4().hex[:12]
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            tables = await asyncio.to_thread(LakeTables.from_endpoints, endpoints)
+            ledger = TableLedger(store, tables, token, commit_pause_s=settings.commit_pause_s)
+            await asyncio.to_thread(ledger.start)
+        except CatalogUnavailable as exc:
+            log.warning("catalog unavailable (%s); retrying in %.1f s", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(2 * delay, settings.max_backoff_s)
+            continue
+        log.info(
+            "system of record: Iceberg tables in namespace %s at %s (writer token %s)",
+            endpoints.catalog_namespace,
+            endpoints.catalog_uri,
+            token,
+        )
+        return ledger
+    return None
 
 
 async def serve(
@@ -85,11 +127,15 @@ async def serve(
         stack.push_async_callback(dead_letters.stop)
         if not await start_when_reachable(dead_letters, stop):
             return
+        ledger = await _ledger(settings, endpoints, store, stop)
+        if ledger is None:
+            return
         writer = Writer(
             settings,
             endpoints.kafka_bootstrap,
             store=store,
             dead_letters=dead_letters,
             metrics=metrics,
+            ledger=ledger,
         )
         await writer.run(stop)

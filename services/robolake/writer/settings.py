@@ -19,9 +19,13 @@ ENV_DEAD_LETTER_TOPIC: Final = "ROBOLAKE_DEAD_LETTER_TOPIC"
 #: Fault injection for tests: seconds to hold still after each object of a flush is uploaded,
 #: so a test can kill the process while a flush is half written. Never set it in production.
 ENV_UPLOAD_PAUSE: Final = "ROBOLAKE_WRITER_UPLOAD_PAUSE"
+#: Fault injection likewise: seconds to hold still after each table commit of a flush but the
+#: index's, so a test can kill the writer between the tables of one flush.
+ENV_COMMIT_PAUSE: Final = "ROBOLAKE_WRITER_COMMIT_PAUSE"
 
 MIB: Final = 1024 * 1024
 DEFAULT_GROUP: Final = "robolake-writer"
+RECORDS: Final = ("tables", "bucket", "auto")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class WriterSettings:
     metrics_port: int | None = 9464
     #: Fault injection for tests (see ``ENV_UPLOAD_PAUSE``).
     upload_pause_s: float = 0.0
+    #: Fault injection for tests (see ``ENV_COMMIT_PAUSE``).
+    commit_pause_s: float = 0.0
+    #: System of record: "tables" (Iceberg tables, needs ROBOLAKE_CATALOG_URI), "bucket"
+    #: (Kafka offsets + bucket checkpoints, the listing layout) or "auto" (tables when a
+    #: catalog is configured).
+    record: str = "bucket"
 
     def __post_init__(self) -> None:
         if self.flush_bytes <= 0 or self.max_buffer_bytes < self.flush_bytes // 64:
@@ -70,6 +80,8 @@ class WriterSettings:
                 f"({self.max_buffer_bytes}) not tiny next to it; use e.g. --flush-bytes 128MiB "
                 "--max-buffer-bytes 512MiB"
             )
+        if self.record not in RECORDS:
+            raise WriterError(f"record must be one of {', '.join(RECORDS)}, not {self.record!r}")
         if self.flush_age_s <= 0 or self.tick_s <= 0:
             raise WriterError("flush age and tick must be positive seconds")
 
@@ -104,6 +116,8 @@ class WriterSettings:
             metrics_port=None if args.metrics_port < 0 else args.metrics_port,
             stored_bytes_interval_s=args.stored_bytes_interval,
             upload_pause_s=float(os.environ.get(ENV_UPLOAD_PAUSE) or 0.0),
+            commit_pause_s=float(os.environ.get(ENV_COMMIT_PAUSE) or 0.0),
+            record=args.record,
         )
 
 
@@ -183,6 +197,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-host", default=_env("ROBOLAKE_WRITER_METRICS_HOST", d.metrics_host),
         help=f"address of /metrics (env ROBOLAKE_WRITER_METRICS_HOST, default {d.metrics_host})",
     )  # fmt: skip
+    parser.add_argument(
+        "--record",
+        choices=RECORDS,
+        default=_env("ROBOLAKE_WRITER_RECORD", d.record),
+        help="system of record: 'tables' commits every flush to the Iceberg tables with its "
+        "Kafka offsets (needs ROBOLAKE_CATALOG_URI), 'bucket' keeps the listing layout with "
+        "Kafka offsets and bucket checkpoints, 'auto' picks tables when a catalog is "
+        f"configured (env ROBOLAKE_WRITER_RECORD, default {d.record})",
+    )
     parser.add_argument(
         "--metrics-port", type=int, default=int(_env("ROBOLAKE_WRITER_METRICS_PORT", "9464")),
         help="port of /metrics, -1 = none (env ROBOLAKE_WRITER_METRICS_PORT, "

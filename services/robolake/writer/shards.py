@@ -17,27 +17,9 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from robolake.episode.shards import (
-    concat_in_order,
-    parquet_write_options,
-    rows_per_row_group,
-    shard_schema,
-)
-from robolake.episode.stream_types import StreamType
+from robolake.episode.shards import parquet_write_options, rows_per_row_group
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
-
-
-def encode_shard(
-    chunks: list[tuple[tuple[str, str, int], pa.Table]], stream_type: StreamType
-) -> tuple[bytes, int]:
-    """One shard file from the buffered rows of one stream type, each chunk keyed by
-    (episode_id, stream, seq): in contract order, zstd, sized row groups.
-
-    Returns the file bytes and the number of rows.
-    """
-    table = concat_in_order(chunks).cast(shard_schema(stream_type))
-    return encode_parquet(table), table.num_rows
 
 
 def encode_parquet(table: pa.Table) -> bytes:

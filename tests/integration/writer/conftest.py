@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -17,5 +18,8 @@ async def dlq_topic(stack_endpoints: Endpoints) -> str:
 
 @pytest.fixture
 def endpoints(stack_endpoints: Endpoints, s3_bucket: str) -> Endpoints:
-    """The stack's endpoints with the test's own bucket as the dataset bucket."""
-    return replace(stack_endpoints, s3_bucket=s3_bucket)
+    """The stack's endpoints with the test's own bucket as the dataset bucket, and its own
+    Iceberg namespace (used by writers with ``--record tables``)."""
+    return replace(
+        stack_endpoints, s3_bucket=s3_bucket, catalog_namespace=f"t_{uuid.uuid4().hex[:16]}"
+    )

@@ -44,17 +44,22 @@ def _stop(process: WriterProcess, sig: int) -> None:
     assert code == (0 if sig == signal.SIGTERM else -sig), process.log()[-3000:]
 
 
+@pytest.mark.parametrize("record", ["bucket", "tables"])
 @pytest.mark.parametrize("fault", ["clean_stop", "sigkill", "rebalance", "restart_twice"])
 async def test_restart_matrix_loses_and_duplicates_nothing(
     fault: str,
+    record: str,
     endpoints: Endpoints,
     kafka_topic: str,
     dlq_topic: str,
     s3_client: Minio,
     tmp_path: Path,
 ) -> None:
-    settings = writer_settings(kafka_topic, dlq_topic, incomplete_after_s=INCOMPLETE_AFTER_S)
+    settings = writer_settings(
+        kafka_topic, dlq_topic, incomplete_after_s=INCOMPLETE_AFTER_S, record=record
+    )
     bucket = endpoints.s3_bucket
+    view = endpoints if record == "tables" else None  # read the tables, or list the bucket
     log_path = tmp_path / "writer.log"
     episodes = [small_episode(seed) for seed in range(900, 904)]
     timed_out = episodes[-1]
@@ -69,11 +74,11 @@ async def test_restart_matrix_loses_and_duplicates_nothing(
                 kafka, kafka_topic, episode, produced, complete=episode is not timed_out
             )
         await wait_until(
-            lambda: len(indexed(s3_client, bucket)) == len(episodes),
+            lambda: len(indexed(s3_client, bucket, tables=view)) == len(episodes),
             timeout=90,
             what="every episode indexed, the last one by its timeout",
         )
-        before = indexed(s3_client, bucket)
+        before = indexed(s3_client, bucket, tables=view)
         assert before[timed_out.manifest.episode_id]["complete"] is False
 
         first = writers[0]
@@ -104,11 +109,13 @@ async def test_restart_matrix_loses_and_duplicates_nothing(
             )
             _stop(first, signal.SIGTERM)
         await wait_until(
-            lambda: indexed(s3_client, bucket).keys() >= before.keys(),
+            lambda: indexed(s3_client, bucket, tables=view).keys() >= before.keys(),
             timeout=30,
             what="the index as it was",
         )
-        assert indexed(s3_client, bucket).keys() == before.keys()  # nothing lost by the fault
+        assert (
+            indexed(s3_client, bucket, tables=view).keys() == before.keys()
+        )  # nothing lost by the fault
 
         # The device retries acknowledged chunks, then completes the timed-out episode.
         for episode in episodes:
@@ -121,7 +128,9 @@ async def test_restart_matrix_loses_and_duplicates_nothing(
         await kafka.send_and_wait(kafka_topic, value, key=meta.key, headers=meta.headers())
         await wait_until(
             lambda: bool(
-                indexed(s3_client, bucket).get(timed_out.manifest.episode_id, {}).get("complete")
+                indexed(s3_client, bucket, tables=view)
+                .get(timed_out.manifest.episode_id, {})
+                .get("complete")
             ),
             timeout=90,
             what="the late completion indexed",
@@ -133,8 +142,11 @@ async def test_restart_matrix_loses_and_duplicates_nothing(
         await kafka.stop()
         for writer in writers:
             writer.kill()
-    after = indexed(s3_client, bucket)
+    after = indexed(s3_client, bucket, tables=view)
     assert after.keys() == before.keys()
     assert all(row["complete"] for row in after.values())
-    rows = assert_exact(s3_client, bucket, produced)
-    print(f"{fault}: {len(produced.chunks)} chunks, {rows} rows, {len(after)} index rows, exact")
+    rows = assert_exact(s3_client, bucket, produced, tables=view)
+    print(
+        f"{fault}/{record}: {len(produced.chunks)} chunks, {rows} rows, "
+        f"{len(after)} index rows, exact"
+    )

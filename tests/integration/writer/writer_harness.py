@@ -28,9 +28,12 @@ from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
 from robolake.episode.chunks import decode_chunk
 from robolake.episode.records import chunk_record, complete_record, manifest_record
+from robolake.episode.shards import episodes_index
 from robolake.episode.stream_types import default_registry
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.lake import layout as lake_layout
+from robolake.lake.catalog import LakeTables
 from robolake.launch import ServiceProcess, robolake_argv, service_env
 from robolake.writer.metrics import WriterMetrics
 from robolake.writer.service import serve
@@ -253,6 +256,7 @@ def spawn_writer(
         "--max-buffer-bytes", str(settings.max_buffer_bytes),
         "--incomplete-after", str(settings.incomplete_after_s), "--metrics-port", "-1",
         "--stored-bytes-interval", "0", "--session-timeout", str(settings.session_timeout_s),
+        "--record", settings.record,
     ]  # fmt: skip
     return ServiceProcess.start(
         "writer",
@@ -291,12 +295,50 @@ def read_object(s3: Minio, bucket: str, key: str) -> bytes:
         response.release_conn()
 
 
-def read_index(s3: Minio, bucket: str) -> pa.Table | None:
-    """Every index row; the newest row per episode wins as readers do."""
-    tables = [
+def table_files(endpoints: Endpoints) -> list[tuple[str | None, str]]:
+    """(stream type key or None for the index, bucket key) of every data file in the tables'
+    current snapshots: what a reader of the tables sees (orphans of failed flushes are not)."""
+    tables = LakeTables.from_endpoints(endpoints)
+    found: list[tuple[str | None, str]] = []
+    for name in tables.names():
+        table = tables.load(name)
+        if table.current_snapshot() is None:
+            continue
+        for task in table.scan().plan_files():
+            found.append(
+                (
+                    lake_layout.stream_type_of(name),
+                    lake_layout.key_of(task.file.file_path, endpoints.s3_bucket),
+                )
+            )
+    return sorted(found, key=lambda item: item[1])
+
+
+def _index_keys(s3: Minio, bucket: str, tables: Endpoints | None) -> list[str]:
+    if tables is None:
+        return object_keys(s3, bucket, "index/")
+    return [key for kind, key in table_files(tables) if kind is None]
+
+
+def _shard_keys(s3: Minio, bucket: str, tables: Endpoints | None) -> list[tuple[str, str]]:
+    if tables is None:
+        return [(key.split("/")[1], key) for key in object_keys(s3, bucket, "shards/")]
+    return [(kind, key) for kind, key in table_files(tables) if kind is not None]
+
+
+def read_index(s3: Minio, bucket: str, *, tables: Endpoints | None = None) -> pa.Table | None:
+    """Every index row; the newest row per episode wins as readers do. ``tables``: read the
+    Iceberg tables of those endpoints instead of listing the bucket layout."""
+    read = [
         pq.read_table(io.BytesIO(read_object(s3, bucket, key)))
-        for key in object_keys(s3, bucket, "index/")
+        for key in _index_keys(s3, bucket, tables)
     ]
+    if tables is not None:  # the tables' files also hold the ``date`` partition column
+        read = [table.select(episodes_index().schema.names) for table in read]
+    return _newest(read)
+
+
+def _newest(tables: list[pa.Table]) -> pa.Table | None:
     if not tables:
         return None
     table = pa.concat_tables(tables).sort_by(
@@ -311,8 +353,10 @@ def read_index(s3: Minio, bucket: str) -> pa.Table | None:
     return table.take(keep)
 
 
-def indexed(s3: Minio, bucket: str) -> dict[str, dict[str, Any]]:
-    table = read_index(s3, bucket)
+def indexed(
+    s3: Minio, bucket: str, *, tables: Endpoints | None = None
+) -> dict[str, dict[str, Any]]:
+    table = read_index(s3, bucket, tables=tables)
     if table is None:
         return {}
     plain = pa.schema(
@@ -322,15 +366,14 @@ def indexed(s3: Minio, bucket: str) -> dict[str, dict[str, Any]]:
 
 
 def stored_chunks(
-    s3: Minio, bucket: str
+    s3: Minio, bucket: str, *, tables: Endpoints | None = None
 ) -> tuple[Counter[ChunkKey], dict[ChunkKey, pa.Table], int]:
     """From every shard: rows per chunk key, the rows per chunk key (type's fields), total rows."""
     registry = default_registry()
     counts: Counter[ChunkKey] = Counter()
     chunks: dict[ChunkKey, pa.Table] = {}
     total = 0
-    for key in object_keys(s3, bucket, "shards/"):
-        stream_type_key = key.split("/")[1]
+    for stream_type_key, key in _shard_keys(s3, bucket, tables):
         name, _, version = stream_type_key.rpartition(".v")
         stream_type = registry.get(name, int(version))
         table = pq.read_table(io.BytesIO(read_object(s3, bucket, key)))
@@ -352,9 +395,11 @@ def stored_chunks(
     return counts, chunks, total
 
 
-def assert_exact(s3: Minio, bucket: str, produced: Produced) -> int:
+def assert_exact(
+    s3: Minio, bucket: str, produced: Produced, *, tables: Endpoints | None = None
+) -> int:
     """Each produced chunk is stored once with identical content; nothing else is stored."""
-    counts, stored, total = stored_chunks(s3, bucket)
+    counts, stored, total = stored_chunks(s3, bucket, tables=tables)
     missing = set(produced.chunks) - set(stored)
     extra = set(stored) - set(produced.chunks)
     assert not missing, f"{len(missing)} chunks lost, e.g. {sorted(missing)[:3]}"

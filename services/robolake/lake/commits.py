@@ -1,0 +1,167 @@
+"""Commit one partition's flush to a table, atomically with its offsets, or refuse.
+
+The rule is a compare-and-set on the partition's recorded offset: a writer commits only if the
+table still records for its partition exactly the offset the writer last read or committed
+there (its *expected* offset). Iceberg's optimistic concurrency makes the check and the commit
+one step: the commit asserts the table's ``main`` is still the snapshot the check read, so any
+commit in between makes it fail and the check runs again on the refreshed table.
+
+pyiceberg 0.12 retries a conflicting append by itself, re-applying the snapshot with the summary
+computed against the old parent -- it would commit offsets nobody re-checked, and rewind other
+partitions' entries in the map. These commits therefore run with the table's own retries off
+(for this commit only; the table property is untouched) and retry here, re-validating every
+attempt. Commits of other partitions to the same table conflict but are retried; a commit that
+moved *this* partition's offset means another writer owns it: :class:`~robolake.lake.errors.Fenced`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
+from pyiceberg.io.pyarrow import (
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.table import Table, TableProperties
+from pyiceberg.table.metadata import TableMetadata
+
+from robolake.lake.catalog import UNAVAILABLE
+from robolake.lake.errors import CatalogUnavailable, Fenced
+from robolake.lake.offsets import carried, recorded
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS: Final = 30
+
+
+def data_file(metadata: TableMetadata, path: str, data: bytes) -> DataFile:
+    """The manifest entry of a Parquet file the writer encoded, from its footer in memory.
+
+    pyiceberg's ``add_files`` would read the footer back from S3 (a GET per file) and scan the
+    table for duplicates (every manifest, per commit); the writer has the bytes and its offsets
+    rule out duplicates.
+    """
+    footer = pq.read_metadata(pa.BufferReader(data))
+    schema = metadata.schema()
+    stats = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=footer,
+        stats_columns=compute_statistics_plan(schema, metadata.properties),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+    )
+    return DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=stats.partition(metadata.spec(), schema),
+        file_size_in_bytes=len(data),
+        sort_order_id=None,
+        spec_id=metadata.default_spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **stats.to_serialized_dict(),
+    )
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A landed commit (or one found already landed)."""
+
+    table: Table
+    snapshot_id: int | None
+    attempts: int
+    already: bool = False
+    #: Attempts that conflicted with another commit and were re-checked.
+    conflicts: int = 0
+
+
+def without_retries(table: Table) -> Table:
+    """The same table, for one transaction whose conflicts the caller handles itself."""
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    metadata = table.metadata.model_copy(update={"properties": properties})
+    return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
+
+
+def commit_partition(
+    table: Table,
+    files: Sequence[DataFile],
+    *,
+    topic: str,
+    partition: int,
+    expected: int | None,
+    next_offset: int,
+    checkpoint: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Committed:
+    """Append ``files`` with ``partition``'s offset moved from ``expected`` to ``next_offset``.
+
+    Already landed (the table records ``next_offset`` and, if given, ``checkpoint``: a retry
+    after a lost response) -> returns ``already``. Anything else recorded -> :class:`Fenced`.
+    """
+    conflicts = 0
+    fresh = False  # whether ``table`` was loaded by this call (a cached view may be stale)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        found = recorded(table.metadata, topic)
+        current = found.offsets.get(partition)
+        if checkpoint is not None:
+            landed_before = found.checkpoints.get(partition) == checkpoint
+        else:
+            landed_before = current == next_offset and current != expected
+        if landed_before:
+            return Committed(table, found.snapshot_id, attempt, already=True, conflicts=conflicts)
+        if current != expected and not fresh:
+            table, fresh = _refresh(table), True
+            continue
+        if current != expected:
+            raise Fenced(
+                f"{table.name()[-1]}: {topic}[{partition}] records offset {current}, this "
+                f"writer expected {expected}; another writer committed it"
+            )
+        properties = carried(
+            found,
+            topic,
+            {partition: next_offset},
+            {partition: checkpoint} if checkpoint is not None else None,
+        )
+        transaction = without_retries(table).transaction()
+        with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
+            for file in files:
+                append.append_data_file(file)
+        try:
+            landed = transaction.commit_transaction()
+        except CommitFailedException:
+            conflicts += 1
+            log.debug("%s: commit conflict (attempt %d); re-checking", table.name(), attempt)
+            sleep(min(0.05 * 2 ** min(attempt, 6), 2.0) * (1 + random.random() / 4))
+            table, fresh = _refresh(table), True
+            continue
+        except CommitStateUnknownException as exc:
+            raise CatalogUnavailable(
+                f"commit to {table.name()} has an unknown outcome: {exc}"
+            ) from exc
+        except UNAVAILABLE as exc:
+            raise CatalogUnavailable(f"commit to {table.name()} failed: {exc}") from exc
+        snapshot = landed.metadata.current_snapshot()
+        return Committed(
+            landed, snapshot.snapshot_id if snapshot else None, attempt, conflicts=conflicts
+        )
+    raise CatalogUnavailable(
+        f"commit to {table.name()} conflicted {MAX_ATTEMPTS} times in a row; retried later"
+    )
+
+
+def _refresh(table: Table) -> Table:
+    """The table's newest metadata, as a new object (cached views are shared by threads)."""
+    try:
+        return table.catalog.load_table(table.name())
+    except UNAVAILABLE as exc:
+        raise CatalogUnavailable(f"cannot refresh {table.name()}: {exc}") from exc
