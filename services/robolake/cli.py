@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from robolake.collector import cli as collector_cli
     from robolake.dataset import cli as dataset_cli
     from robolake.devices import cli as devices_cli
+    from robolake.lake import cli as lake_cli
     from robolake.ops import cli as ops_cli
     from robolake.stack import cli as stack_cli
     from robolake.writer import cli as writer_cli
@@ -57,11 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     writer_cli.add_parsers(subparsers)
     dataset_cli.add_parsers(subparsers)
     ops_cli.add_parsers(subparsers)
+    lake_cli.add_parsers(subparsers)
     init = subparsers.add_parser(
         "init",
-        help="create robolake's Kafka topics and S3 bucket (idempotent)",
-        description="Create the chunk and dead-letter topics (sized for the largest chunk) and the "
-        "dataset bucket on the cluster named by the ROBOLAKE_* environment variables.",
+        help="create robolake's Kafka topics, S3 bucket and Iceberg tables (idempotent)",
+        description="Create the chunk and dead-letter topics (sized for the largest chunk), the "
+        "dataset bucket and -- when ROBOLAKE_CATALOG_URI names a catalog -- the namespace and "
+        "every table (one per stream type version, and the episodes index), evolving existing "
+        "tables to the contract's columns, on the cluster named by the ROBOLAKE_* variables.",
     )
     init.add_argument("--partitions", type=int, default=None, help="partitions of the chunk topic")
     init.set_defaults(func=_init)
@@ -78,6 +82,15 @@ def _init(args: argparse.Namespace) -> int:
     endpoints = Endpoints.from_env()
     asyncio.run(provision(endpoints, partitions=args.partitions or DEFAULT_CHUNK_PARTITIONS))
     print(f"topics and bucket {endpoints.s3_bucket!r} ready on {endpoints.kafka_bootstrap}")
+    if endpoints.catalog_uri:
+        from robolake.episode.stream_types import default_registry
+        from robolake.lake.catalog import LakeTables
+
+        infos = LakeTables.from_endpoints(endpoints).ensure_all(default_registry())
+        print(
+            f"{len(infos)} tables ready in namespace {endpoints.catalog_namespace!r} of "
+            f"{endpoints.catalog_uri}: {', '.join(i.name for i in infos)}"
+        )
     return 0
 
 
