@@ -9,8 +9,10 @@ ROBOLAKE := $(BIN)/robolake
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
+VENV_INTEROP ?= .venv-interop
+INTEROP_BIN := $(VENV_INTEROP)/bin
 
-.PHONY: help setup demo test chaos test-unit test-integration lint bench bench-memory stack-up stack-down stack-status clean
+.PHONY: help setup demo test chaos interop test-unit test-integration lint bench bench-memory stack-up stack-down stack-status clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,16 +30,28 @@ demo: setup ## the whole pipeline end to end: stack, collector, writer, 1,000 si
 	$(ROBOLAKE) demo $(DEMO_ARGS)
 
 test: setup lint ## lint, then every test against a private real stack (started and stopped by pytest)
-	$(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not chaos and not interop" $(PYTEST_ARGS)
 
 chaos: setup ## long fault runs: 30 s Kafka and MinIO outages under load, 1,000-point 10-minute soak
 	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
+
+# The interop suite's own venv: pyspark and DuckDB 1.5.5 with its extensions stay out of `dev`.
+$(INTEROP_BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_INTEROP)
+	$(INTEROP_BIN)/pip install --quiet --upgrade pip
+	$(INTEROP_BIN)/pip install --quiet -e '.[interop]'
+	touch $@
+
+interop: $(INTEROP_BIN)/.installed ## Spark 4.1 and DuckDB's iceberg extension read and maintain the tables (minutes)
+	$(INTEROP_BIN)/robolake stack install
+	$(INTEROP_BIN)/python -m robolake.stack.spark install
+	time $(INTEROP_BIN)/pytest -m interop -p no:cacheprovider tests/integration/engines $(PYTEST_ARGS)
 
 test-unit: $(BIN)/.installed ## only the unit tests (no stack)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 test-integration: setup ## only the integration tests
-	$(BIN)/pytest -m "integration and not chaos" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "integration and not chaos and not interop" $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed ## ruff (lint + format check) and mypy --strict on services/
 	$(BIN)/ruff check services tests
