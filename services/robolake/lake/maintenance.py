@@ -625,7 +625,7 @@ class Maintenance:
             elif max(f.added_ms for f in part.files) > (now - settings.min_age_s) * 1000:
                 reason = f"had a file committed less than {settings.min_age_s:.0f} s ago"
             if reason is not None:
-                log.info(
+                log.debug(
                     "%s date=%s: %d small files, left open: it %s",
                     name,
                     part.date,

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from robolake.collector.metrics import CollectorMetrics
+from robolake.lake.maintenance import MaintenanceMetrics
 from robolake.ops.metrics import DatasetMetrics
 from robolake.writer.metrics import WriterMetrics
 
@@ -25,6 +26,7 @@ SERVICES: Final[dict[str, tuple[Callable[[CollectorRegistry], Any], str]]] = {
     "collector": (CollectorMetrics, "services/robolake/collector/metrics.py"),
     "writer": (WriterMetrics, "services/robolake/writer/metrics.py"),
     "exporter": (DatasetMetrics, "services/robolake/ops/metrics.py"),
+    "maintenance": (MaintenanceMetrics, "services/robolake/lake/maintenance.py"),
 }
 
 #: Every label in use, and why its set of values is bounded.
@@ -40,6 +42,8 @@ LABEL_BOUNDS: Final[dict[str, str]] = {
     "complete": "true or false",
     "scene": "the manifest's scenes: hospital, mall, warehouse, factory, home, lab, other",
     "organisation": "organisations in the device registry (fewer than capture points)",
+    "table": "robolake's Iceberg tables: one per stream type version, plus the episodes index",
+    "task": "maintenance tasks: compact, expire, orphans",
 }
 
 #: Labels that would make a series per episode, chunk or device: never allowed.

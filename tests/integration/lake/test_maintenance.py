@@ -17,10 +17,12 @@ import math
 import re
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from minio import Minio
+from prometheus_client.parser import text_string_to_metric_families
 from writer_harness import (
     Produced,
     WriterProcess,
@@ -51,6 +53,7 @@ from robolake.lake.maintenance import (
 from robolake.lake.offsets import recorded
 from robolake.lake.schema import PARQUET_FIELD_ID
 from robolake.launch import ServiceProcess, robolake_argv, service_env
+from robolake.stack.process import free_port
 
 #: Larger than a partition of the tests' data (a few MB): every writer file is small, and a
 #: partition's small files become one file. (Cutting files at the target is tested on
@@ -133,6 +136,20 @@ def _small_files(endpoints: Endpoints) -> dict[tuple[str, object], list[int]]:
             if sizes:
                 found[(name, part.date)] = sizes
     return found
+
+
+def _scrape(port: int) -> dict[tuple[str, str], float]:
+    """(sample name, its one label value or "") -> value, from a service's /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {
+        (sample.name, next(iter(sample.labels.values()), "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def _lake_bytes(s3: Minio, bucket: str) -> int:
@@ -315,13 +332,49 @@ async def test_maintenance_between_writer_restarts_loses_nothing_and_the_writer_
                  produced, group_id="maint-first")  # fmt: skip
     offsets = _offsets(endpoints, kafka_topic)
 
-    maintenance = Maintenance.from_endpoints(endpoints)
-    results = maintenance.compact(SETTINGS)
-    assert any(r.outcome == "compacted" for r in results)
-    expired = maintenance.expire(0)
-    assert sum(expired.values()) > 0
-    report = maintenance.remove_orphans(0)
-    assert any("/data/" in k for k in report.removed), f"no data file removed: {report}"
+    small = {key for _, key in table_files(endpoints)}
+
+    # The maintenance service (``robolake compact --interval``): compaction, expiry and orphan
+    # removal every cycle, /metrics served; SIGTERM ends it with exit 0.
+    port = free_port()
+    args = [
+        "compact", "--interval", "1", "--grace-days", "0", "--min-age", "0",
+        "--target-file-size", str(TARGET), "--min-file-size", str(TARGET),
+        "--expire", "--snapshot-retention", "0", "--remove-orphans", "--orphan-retention", "0",
+        "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+    ]  # fmt: skip
+    service = ServiceProcess.start(
+        "maintenance", robolake_argv(*args), env=service_env(endpoints),
+        log_path=tmp_path / "maintenance.log",
+    )  # fmt: skip
+    try:
+
+        def cycled() -> bool:
+            service.check()
+            samples = _scrape(port)
+            return (
+                all(
+                    samples.get(("robolake_maintenance_last_success_timestamp_seconds", task), 0)
+                    > 0
+                    for task in ("compact", "expire", "orphans")
+                )
+                and samples.get(("robolake_maintenance_table_snapshots", "joint_state_v1")) == 1
+            )
+
+        await wait_until(cycled, timeout=90, what="a maintenance cycle with every task done")
+        samples = _scrape(port)
+        service.signal(signal.SIGTERM)
+        assert service.wait() == 0, service.log()[-3000:]
+    finally:
+        service.kill()
+    assert "maintenance stopped after" in service.log()
+    assert samples[("robolake_maintenance_compaction_rewritten_files_total", "joint_state_v1")] > 1
+    assert samples[("robolake_maintenance_table_data_files", "joint_state_v1")] == 1
+    assert samples[("robolake_maintenance_expired_snapshots_total", "joint_state_v1")] > 0
+    assert samples[("robolake_maintenance_orphan_bytes_removed_total", "")] > 0
+    assert samples[("robolake_maintenance_failures_total", "compact")] == 0
+    remaining = set(object_keys(s3_client, endpoints.s3_bucket, ""))
+    assert not small & remaining, "the replaced small files are still in the bucket"
     tables = LakeTables.from_endpoints(endpoints)
     for name in tables.names():
         assert len(tables.load(name).metadata.snapshots) == 1, name

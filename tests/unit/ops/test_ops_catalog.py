@@ -30,6 +30,7 @@ def test_names_are_unique_and_prefixed_by_their_service() -> None:
         "collector": ("robolake_collector_",),
         "writer": ("robolake_writer_",),
         "exporter": ("robolake_dataset_", "robolake_exporter_"),
+        "maintenance": ("robolake_maintenance_",),
     }
     assert set(prefixes) == set(SERVICES)
     for entry in found:
