@@ -141,7 +141,9 @@ def _run(args: argparse.Namespace) -> int:
 def _report(endpoints: Any, result: Any, audit: ChunkAudit, began: float) -> None:
     import duckdb
 
-    from robolake.dataset.storage import episodes_index, shards
+    from robolake.dataset.storage import episodes_index, shards, uses_tables
+    from robolake.lake.catalog import LakeTables
+    from robolake.lake.status import render, status
 
     _say("what landed")
     print(
@@ -160,7 +162,14 @@ def _report(endpoints: Any, result: Any, audit: ChunkAudit, began: float) -> Non
         f"    upload throughput   {result.mb_per_s:.1f} MB/s acknowledged, "
         f"ack latency p50 {result.ack_p50_ms:.0f} ms / p99 {result.ack_p99_ms:.0f} ms"
     )
-    _say("an ML-ready query with DuckDB over the shards (joint states per scene)")
+    if uses_tables(endpoints):
+        _say(
+            f"Iceberg tables in namespace {endpoints.catalog_namespace} "
+            f"(catalog {endpoints.catalog_uri}), from their current snapshots"
+        )
+        for line in render(status(LakeTables.from_endpoints(endpoints))).splitlines():
+            print(f"    {line}")
+    _say("an ML-ready query with DuckDB over the tables (joint states per scene)")
     joints = shards(endpoints, "joint_state.v1")  # noqa: F841 - read by DuckDB's replacement scan
     index = episodes_index(endpoints)  # noqa: F841
     query = """

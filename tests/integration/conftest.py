@@ -9,7 +9,6 @@ report.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import uuid
@@ -27,6 +26,7 @@ from collector_harness import (
     spawn_collector,
     start_collector,
 )
+from isolation import isolated
 from minio import Minio
 
 from robolake.collector.settings import CollectorSettings
@@ -122,9 +122,7 @@ def lake_endpoints(stack_endpoints: Endpoints, s3_bucket: str) -> Endpoints:
     """The stack's endpoints with a fresh bucket and a fresh Iceberg namespace for one test."""
     if not stack_endpoints.catalog_uri:
         pytest.skip("the stack under test has no Iceberg catalog")
-    return dataclasses.replace(
-        stack_endpoints, s3_bucket=s3_bucket, catalog_namespace=f"t_{uuid.uuid4().hex[:16]}"
-    )
+    return isolated(stack_endpoints, s3_bucket)
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from isolation import isolated
 
 from robolake.dataset.audit import ChunkAudit, audit_chunks
 from robolake.endpoints import Endpoints
@@ -43,7 +45,7 @@ class Pipeline:
 
     @property
     def dataset_endpoints(self) -> Endpoints:
-        return replace(self.endpoints, s3_bucket=self.bucket)
+        return isolated(self.endpoints, self.bucket)
 
     def log(self, name: str) -> str:
         return self.procs[name].log()

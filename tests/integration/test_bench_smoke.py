@@ -28,6 +28,11 @@ async def test_bench_smoke_measures_every_figure(
         "e2e 20 points MB/s (asked 0.25 x max)",
     ):
         assert figures[name]["value"] > 0, figures[name]
+    # The drain ran once committing to the Iceberg tables and once without (the ratio's peer).
+    assert report["raw"]["writer"]["record"] == "tables"
+    assert report["raw"]["writer"]["table_commits"] > 0
+    assert report["raw"]["writer_bucket"]["record"] == "bucket"
+    assert figures["writer MB/s, Iceberg commits vs none"]["ratio"] > 0
     assert report["raw"]["e2e"]["errors"] == {}, report["raw"]["e2e"]
     assert report["raw"]["e2e"]["chunks"] > 0
     assert len(report["raw"]["producer_sweep"]) >= 6

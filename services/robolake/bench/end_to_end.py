@@ -8,7 +8,7 @@ import json
 import random
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from robolake.bench.harness import (
     bench_env,
     bench_episode,
     chunk_headers,
+    fresh_dataset,
     quantile,
 )
 from robolake.endpoints import Endpoints
@@ -178,7 +179,7 @@ async def end_to_end(
         endpoints.kafka_bootstrap,
         [TopicSpec(topic, 8, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
     )
-    bucket_endpoints = replace(endpoints, s3_bucket=f"bench-{uuid.uuid4().hex[:10]}")
+    bucket_endpoints = fresh_dataset(endpoints, "bench")
     ensure_bucket(bucket_endpoints)
     devices_file, tokens = bench_devices(workdir / "e2e-devices.json", capture_points)
     env = bench_env(bucket_endpoints, topic, devices_file)

@@ -8,7 +8,8 @@ the same environment, the same RSS sampling, the same latency quantile.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from robolake.devices.registry import DeviceRegistry
@@ -63,6 +64,13 @@ class Service:
             await self.process.astop(STOP_GRACE_S)
         finally:
             self._unwatch()
+
+
+def fresh_dataset(endpoints: Endpoints, prefix: str) -> Endpoints:
+    """``endpoints`` with a new bucket and an Iceberg namespace of the same name: a benchmark
+    run's dataset, apart from the demo's and every other run's (tables live in the catalog)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return replace(endpoints, s3_bucket=name, catalog_namespace=name.replace("-", "_"))
 
 
 def bench_env(endpoints: Endpoints, topic: str, devices: Path) -> dict[str, str]:

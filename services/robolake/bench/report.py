@@ -127,6 +127,10 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
     writer = await writer_load(
         endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES
     )
+    say(f"writer without Iceberg commits (--record bucket): draining {plan['writer_mb']} MB")
+    bucket_writer = await writer_load(
+        endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES, record="bucket"
+    )
     # The maximum is the collector's closed-loop rate with its default event loop.
     best = uvloop_figures or collector
     maximum = best.mb_per_s
@@ -205,6 +209,14 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             0.5,
             ">= 0.5 x min(consumer, PUT)",
         ),
+        (
+            "writer MB/s, Iceberg commits vs none",
+            writer.mb_per_s,
+            bucket_writer.mb_per_s,
+            0.9,
+            ">= 0.9 x the same writer, --record bucket",
+        ),
+        ("writer table commit ms (mean/flush)", writer.table_commit_mean_ms, None, None, ""),
         ("writer start-up s (join, recovery)", writer.startup_s, None, None, ""),
         (
             f"e2e {e2e.capture_points} points MB/s (asked 0.5 x max)",
@@ -326,6 +338,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "collector": asdict(collector),
             "collector_uvloop": asdict(uvloop_figures) if uvloop_figures else None,
             "writer": asdict(writer),
+            "writer_bucket": asdict(bucket_writer),
             "collector_2_processes": asdict(two),
             "producer_sweep": [asdict(p) for p in sweep],
             "e2e": asdict(e2e),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from robolake.bench.harness import Service, bench_env, bench_episode
+from robolake.bench.harness import Service, bench_env, bench_episode, fresh_dataset
 from robolake.endpoints import Endpoints
 from robolake.episode.records import chunk_record, complete_record, manifest_record
 from robolake.episode.topics import MAX_RECORD_BYTES
@@ -35,6 +35,11 @@ class WriterFigures:
     peak_rss_mib: float
     buffer_cap_mib: float
     flush_mib: float
+    #: System of record the writer ran with ("tables" or "bucket").
+    record: str = "tables"
+    #: Flushes committed to the tables and their mean commit time (all tables of a flush).
+    table_commits: int = 0
+    table_commit_mean_ms: float = 0.0
 
 
 async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
@@ -97,6 +102,7 @@ async def writer_load(
     buffer_mib: int = 512,
     flush_mib: int = 128,
     flush_age_s: float = 2.0,
+    record: str = "auto",
 ) -> WriterFigures:
     """Fill a topic, then run a writer until it has committed every record.
 
@@ -120,7 +126,7 @@ async def writer_load(
     ends = await probe.end_offsets(partitions)
     await probe.stop()
     group = f"bench-{topic}"
-    bucket_endpoints = replace(endpoints, s3_bucket=f"bench-{uuid.uuid4().hex[:10]}")
+    bucket_endpoints = fresh_dataset(endpoints, "bench")
     ensure_bucket(bucket_endpoints)
     port = free_port()
     service = Service.start(
@@ -136,6 +142,8 @@ async def writer_load(
             f"{flush_mib}MiB",
             "--max-buffer-bytes",
             f"{buffer_mib}MiB",
+            "--record",
+            record,
         ],
         bench_env(bucket_endpoints, topic, workdir / "none.json"),
         workdir / "writer.log",
@@ -160,7 +168,13 @@ async def writer_load(
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError(f"writer did not drain {topic} in 900 s")
-        done = time.monotonic()
+            done = time.monotonic()
+            commits = await _metric(
+                session, metrics_url, "robolake_writer_table_commit_seconds_count"
+            )
+            commit_s = await _metric(
+                session, metrics_url, "robolake_writer_table_commit_seconds_sum"
+            )
     finally:
         await admin.close()
         await service.stop()
@@ -174,4 +188,7 @@ async def writer_load(
         peak_rss_mib=service.peak_rss_mib,
         buffer_cap_mib=buffer_mib,
         flush_mib=flush_mib,
+        record="tables" if commits else "bucket",
+        table_commits=int(commits),
+        table_commit_mean_ms=1000 * commit_s / commits if commits else 0.0,
     )

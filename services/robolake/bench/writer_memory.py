@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from robolake.dataset.storage import s3_filesystem
+from robolake.bench.harness import fresh_dataset
+from robolake.dataset.storage import data_files, s3_filesystem, uses_tables
 from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
 from robolake.episode.chunks import encode_chunk
@@ -396,11 +397,18 @@ async def _end_offsets(endpoints: Endpoints, topic: str, partitions: int) -> dic
 
 
 def shard_rows(endpoints: Endpoints) -> tuple[int, int, float]:
-    """Shard files under ``shards/`` of the endpoints' bucket, their rows (from each Parquet
-    footer, so nothing but the footers is read) and their MiB."""
+    """The shard files (the tables' current data files, or ``shards/`` of the bucket layout),
+    their rows (from each Parquet footer, so nothing but the footers is read) and their MiB."""
     client = s3_client(endpoints)
     fs = s3_filesystem(endpoints)
     files, rows, size = 0, 0, 0
+    if uses_tables(endpoints):
+        for file in data_files(endpoints):
+            with fs.open_input_file(f"{endpoints.s3_bucket}/{file.key}") as handle:
+                rows += pq.ParquetFile(handle).metadata.num_rows
+            files += 1
+            size += file.size
+        return files, rows, size / 2**20
     for obj in client.list_objects(endpoints.s3_bucket, prefix="shards/", recursive=True):
         if not str(obj.object_name).endswith(".parquet"):
             continue
@@ -429,7 +437,7 @@ async def measure_memory(
     ends = await _end_offsets(endpoints, backlog.topic, backlog.partitions)
     if sum(ends.values()) != backlog.records:
         raise RuntimeError(f"topic holds {sum(ends.values())} records, {backlog.records} sent")
-    bucket = replace(endpoints, s3_bucket=f"bench-memory-{uuid.uuid4().hex[:10]}")
+    bucket = fresh_dataset(endpoints, "bench-memory")
     ensure_bucket(bucket)
     progress(f"draining with robolake writer (cap {plan.cap_mib} MiB, defaults otherwise)")
     load_start = os.getloadavg()

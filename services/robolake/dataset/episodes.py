@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robolake.dataset.errors import DatasetError
-from robolake.dataset.storage import episodes_index, has_index
+from robolake.dataset.storage import Snapshots, episodes_index, has_index
 from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.episode.shards import QUALITY_FLAGS
@@ -208,11 +208,16 @@ def newest_rows(table: pa.Table) -> pa.Table:
 
 
 def read_index(
-    endpoints: Endpoints, *, with_manifest: bool = False, columns: Sequence[str] | None = None
+    endpoints: Endpoints,
+    *,
+    with_manifest: bool = False,
+    columns: Sequence[str] | None = None,
+    snapshots: Snapshots | None = None,
 ) -> pa.Table:
-    """The current (newest) index row of every episode in the bucket.
+    """The current (newest) index row of every episode.
 
-    ``columns`` narrows what is read (it must include ``episode_id`` and ``indexed_at``).
+    ``columns`` narrows what is read (it must include ``episode_id`` and ``indexed_at``);
+    ``snapshots`` pins the tables' snapshots (:func:`robolake.dataset.storage.current_snapshots`).
     """
     if columns is not None:
         columns = list(columns)
@@ -222,9 +227,9 @@ def read_index(
             for name in index_description().schema.names
             if with_manifest or name not in HEAVY_COLUMNS
         ]
-    if not has_index(endpoints):
+    if not has_index(endpoints, snapshots=snapshots):
         return empty_index(columns)
-    table = episodes_index(endpoints).to_table(columns=columns)
+    table = episodes_index(endpoints, snapshots=snapshots).to_table(columns=columns)
     return newest_rows(table)
 
 

@@ -15,6 +15,7 @@ A chunk stored twice (a retry after the writer's dedup window) is read once: the
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,8 +54,12 @@ class RobolakeDataset:
         organisations: Mapping[str, str] | None = None,
         devices_file: Path | None = None,
         registry: StreamTypeRegistry | None = None,
+        snapshots: Mapping[str, int] | None = None,
     ) -> None:
+        """``snapshots`` (table name -> snapshot id) pins every read to those snapshots of the
+        Iceberg tables: a training run that records them reads the same rows next year."""
         self.endpoints = endpoints
+        self.snapshots = dict(snapshots) if snapshots is not None else None
         #: For index rows without an organisation only (the legacy fallback,
         #: :func:`~robolake.dataset.episodes.legacy_organisations`): a device → organisation
         #: map if given, else the device registry file, opened only if such a row exists.
@@ -71,22 +76,43 @@ class RobolakeDataset:
         *,
         endpoints: Endpoints | None = None,
         devices_file: Path | None = None,
+        snapshots: Mapping[str, int] | None = None,
     ) -> RobolakeDataset:
         """The dataset at ``s3://BUCKET`` (default: ``ROBOLAKE_S3_BUCKET``); endpoint and
         credentials from ``endpoints`` or the environment. Organisations come from the index;
         ``devices_file`` (the collectors' device registry) is only the legacy fallback for rows
         written before the index had them, and is not opened unless such a row exists."""
-        return cls(storage.endpoints_for_url(url, endpoints), devices_file=devices_file)
+        return cls(
+            storage.endpoints_for_url(url, endpoints),
+            devices_file=devices_file,
+            snapshots=snapshots,
+        )
 
     @property
     def url(self) -> str:
         return f"s3://{self.endpoints.s3_bucket}"
 
+    def pinned(self, as_of: dt.datetime | None = None) -> RobolakeDataset:
+        """This dataset pinned to the tables' current snapshots (or those current at
+        ``as_of``); ``.snapshots`` of the result is what to record with a training run."""
+        pins = (
+            storage.current_snapshots(self.endpoints)
+            if as_of is None
+            else storage.snapshots_as_of(self.endpoints, as_of)
+        )
+        return RobolakeDataset(
+            self.endpoints,
+            organisations=self.organisations,
+            devices_file=self.devices_file,
+            registry=self.registry,
+            snapshots=pins,
+        )
+
     # -- the index --------------------------------------------------------------------------
     def index(self, *, refresh: bool = False) -> pa.Table:
         """The current index row of every episode, with ``organisation``; read once, cached."""
         if self._index is None or refresh:
-            table = read_index(self.endpoints)
+            table = read_index(self.endpoints, snapshots=self.snapshots)
             legacy = self.organisations or self.devices_file
             self._index = with_organisation(table, legacy)
             log.info("episodes index of %s: %d episodes", self.url, self._index.num_rows)
@@ -111,9 +137,9 @@ class RobolakeDataset:
     def manifest(self, episode: EpisodeInfo | str) -> EpisodeManifest:
         """The manifest the device sent (joint names, camera intrinsics, software versions)."""
         episode_id = episode if isinstance(episode, str) else episode.episode_id
-        if not storage.has_index(self.endpoints):
+        if not storage.has_index(self.endpoints, snapshots=self.snapshots):
             raise DatasetError(f"{self.url} has no episodes index")
-        rows = storage.episodes_index(self.endpoints).to_table(
+        rows = storage.episodes_index(self.endpoints, snapshots=self.snapshots).to_table(
             filter=pc.field("episode_id") == episode_id
         )
         if rows.num_rows == 0:
@@ -146,6 +172,8 @@ class RobolakeDataset:
             stream=stream,
             columns=wanted,
             filesystem=self._filesystem,
+            stream_type=decl.stream_type_key,
+            snapshots=self.snapshots,
         )
         full = shard_schema(stream_type)
         table = _first_copy_of_each_chunk(pieces, pa.schema([full.field(n) for n in wanted]))

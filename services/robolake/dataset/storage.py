@@ -1,16 +1,25 @@
-"""Open the shards and the episodes index of a bucket as pyarrow datasets.
+"""Open the shards and the episodes index as pyarrow datasets: from the Iceberg tables, or
+the original listing layout of a bucket.
 
-This is the one place that knows how to reach the dataset on S3: the audit, the operators'
-inventory and the ML readers all open objects through :func:`s3_filesystem`, so endpoint,
-credentials and addressing style are decided once (``ROBOLAKE_S3_*`` through
-:class:`~robolake.endpoints.Endpoints`).
+This is the one place that knows how to reach the dataset: the audit, the operators' inventory
+and the ML readers all go through it, so endpoint, credentials and addressing style are decided
+once (``ROBOLAKE_*`` through :class:`~robolake.endpoints.Endpoints`).
+
+**Tables first.** When a catalog is configured (``ROBOLAKE_CATALOG_URI``) and its namespace
+holds the episodes index table, every read is planned from Iceberg metadata: the data files of
+a table's current snapshot -- or of a pinned one (``snapshots``: table name -> snapshot id, for
+reproducible training sets) -- with partition and column-statistics pruning for an episode's
+rows. Nothing is listed, and a reader sees one consistent snapshot per table. Without tables
+(a bucket written by ``--record bucket``) the listing layout of ``schemas/shards.md`` is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 from urllib.parse import urlparse
 
@@ -18,10 +27,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.table import Table
 
 from robolake.dataset.errors import DatasetError
 from robolake.endpoints import Endpoints
+from robolake.episode.ids import episode_date
 from robolake.episode.shards import episodes_index as index_description
+from robolake.episode.shards import shard_schema
+from robolake.episode.stream_types import default_registry
+from robolake.lake import layout as lake_layout
+from robolake.lake.catalog import LakeTables
+from robolake.lake.errors import CatalogUnavailable
+from robolake.lake.schema import table_arrow_schema
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +91,169 @@ def endpoints_for_url(url: str | None, endpoints: Endpoints | None = None) -> En
     return dataclasses.replace(base, s3_bucket=bucket_from_url(url))
 
 
+#: Pinned snapshot per table name, as :func:`current_snapshots` returns them.
+Snapshots = Mapping[str, int]
+
+
+#: Deployments found to have tables. Only a positive answer is kept: a reader started before
+#: the first writer (an exporter, a test) must see the tables once they appear.
+_FOUND: dict[Endpoints, LakeTables] = {}
+
+
+def _lake(endpoints: Endpoints) -> LakeTables | None:
+    """The deployment's tables, or None when it has none (no catalog, or no index table)."""
+    if not endpoints.catalog_uri:
+        return None
+    found = _FOUND.get(endpoints)
+    if found is not None:
+        return found
+    try:
+        tables = LakeTables.from_endpoints(endpoints)
+        if lake_layout.INDEX_TABLE not in tables.names():
+            return None
+    except CatalogUnavailable as exc:
+        raise DatasetError(f"the Iceberg catalog does not answer: {exc}") from exc
+    _FOUND[endpoints] = tables
+    return tables
+
+
+def uses_tables(endpoints: Endpoints) -> bool:
+    """Whether reads of ``endpoints`` are planned from Iceberg tables."""
+    return _lake(endpoints) is not None
+
+
+def _table(endpoints: Endpoints, name: str) -> Table | None:
+    lake = _lake(endpoints)
+    if lake is None:
+        return None
+    try:
+        return lake.load(name)
+    except NoSuchTableError:
+        return None
+    except CatalogUnavailable as exc:
+        raise DatasetError(f"cannot load table {name}: {exc}") from exc
+
+
+def current_snapshots(endpoints: Endpoints) -> dict[str, int]:
+    """The current snapshot id of every table: pin these for a reproducible read."""
+    lake = _lake(endpoints)
+    if lake is None:
+        raise DatasetError(f"{endpoints.s3_bucket} has no Iceberg tables to pin snapshots of")
+    pins = {}
+    for name in lake.names():
+        snapshot = lake.load(name).current_snapshot()
+        if snapshot is not None:
+            pins[name] = snapshot.snapshot_id
+    return pins
+
+
+def snapshots_as_of(endpoints: Endpoints, when: dt.datetime) -> dict[str, int]:
+    """Each table's snapshot that was current at ``when`` (time travel)."""
+    lake = _lake(endpoints)
+    if lake is None:
+        raise DatasetError(f"{endpoints.s3_bucket} has no Iceberg tables to travel in")
+    millis = int(when.timestamp() * 1000)
+    pins = {}
+    for name in lake.names():
+        snapshot = lake.load(name).snapshot_as_of_timestamp(millis)
+        if snapshot is not None:
+            pins[name] = snapshot.snapshot_id
+    return pins
+
+
+def _planned(
+    endpoints: Endpoints,
+    name: str,
+    snapshots: Snapshots | None,
+    row_filter: str | None = None,
+) -> list[str] | None:
+    """``bucket/key`` paths of the table's data files (None: the table does not exist)."""
+    table = _table(endpoints, name)
+    if table is None:
+        return None
+    snapshot_id = snapshots.get(name) if snapshots is not None else None
+    if snapshots is not None and snapshot_id is None:
+        return []  # the table had no snapshot when the read was pinned
+    if snapshot_id is None and table.current_snapshot() is None:
+        return []
+    scan = table.scan(
+        row_filter=row_filter if row_filter is not None else AlwaysTrue(),
+        snapshot_id=snapshot_id,
+    )
+    paths = []
+    for task in scan.plan_files():
+        if task.delete_files:
+            raise DatasetError(
+                f"table {name} has row-level deletes (erasures) that this reader cannot apply "
+                "yet; compact it (robolake compact) first"
+            )
+        key = lake_layout.key_of(task.file.file_path, endpoints.s3_bucket)
+        paths.append(f"{endpoints.s3_bucket}/{key}")
+    return sorted(paths)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFile:
+    """One data file of a table's current snapshot, from the table's manifests."""
+
+    table: str
+    key: str
+    size: int
+
+
+def data_files(endpoints: Endpoints, *, index: bool = False) -> list[DataFile]:
+    """The data files of every shard table (and the index table if ``index``): from the
+    tables' manifests, never a listing. Empty without tables."""
+    lake = _lake(endpoints)
+    if lake is None:
+        return []
+    names = lake.shard_tables() + ([lake_layout.INDEX_TABLE] if index else [])
+    found = []
+    for name in names:
+        table = _table(endpoints, name)
+        if table is None or table.current_snapshot() is None:
+            continue
+        for task in table.scan().plan_files():
+            key = lake_layout.key_of(task.file.file_path, endpoints.s3_bucket)
+            found.append(DataFile(name, key, int(task.file.file_size_in_bytes)))
+    return sorted(found, key=lambda f: f.key)
+
+
+def stored_totals(endpoints: Endpoints) -> tuple[int, int]:
+    """(bytes, data files) of every table, from the current snapshots' summaries: O(1) in the
+    number of files. (0, 0) without tables."""
+    lake = _lake(endpoints)
+    if lake is None:
+        return 0, 0
+    size = files = 0
+    for name in lake.names():
+        table = _table(endpoints, name)
+        snapshot = table.current_snapshot() if table is not None else None
+        if snapshot is None or snapshot.summary is None:
+            continue
+        size += int(snapshot.summary.get("total-files-size") or 0)
+        files += int(snapshot.summary.get("total-data-files") or 0)
+    return size, files
+
+
+def _files_dataset(endpoints: Endpoints, paths: list[str], schema: pa.Schema | None) -> ds.Dataset:
+    if not paths:
+        if schema is None:
+            raise DatasetError("no data files to read")
+        return ds.dataset(schema.empty_table())
+    return ds.dataset(paths, filesystem=s3_filesystem(endpoints), format="parquet", schema=schema)
+
+
 def stream_types(endpoints: Endpoints) -> list[str]:
-    """The stream types (``joint_state.v1`` …) that have shards in the bucket."""
+    """The stream types (``joint_state.v1`` …) that have shards."""
+    lake = _lake(endpoints)
+    if lake is not None:
+        found = []
+        for name in lake.shard_tables():
+            key = lake_layout.stream_type_of(name)
+            if key is not None and _planned(endpoints, name, None):
+                found.append(key)
+        return sorted(found)
     fs = s3_filesystem(endpoints)
     selector = pafs.FileSelector(f"{endpoints.s3_bucket}/{SHARDS_PREFIX}", allow_not_found=True)
     return sorted(
@@ -81,8 +261,13 @@ def stream_types(endpoints: Endpoints) -> list[str]:
     )
 
 
-def shards(endpoints: Endpoints, stream_type: str) -> ds.Dataset:
-    """All shards of one stream type, with the hive ``date`` partition as a column."""
+def shards(
+    endpoints: Endpoints, stream_type: str, *, snapshots: Snapshots | None = None
+) -> ds.Dataset:
+    """All shards of one stream type, with the ``date`` partition as a column."""
+    if _lake(endpoints) is not None:
+        paths = _planned(endpoints, lake_layout.shard_table(stream_type), snapshots) or []
+        return _files_dataset(endpoints, paths, None if paths else _shard_schema(stream_type))
     return ds.dataset(
         f"{endpoints.s3_bucket}/{SHARDS_PREFIX}/{stream_type}",
         filesystem=s3_filesystem(endpoints),
@@ -91,7 +276,12 @@ def shards(endpoints: Endpoints, stream_type: str) -> ds.Dataset:
     )
 
 
-def episodes_index(endpoints: Endpoints) -> ds.Dataset:
+def _shard_schema(stream_type: str) -> pa.Schema:
+    name, _, version = stream_type.rpartition(".v")
+    return table_arrow_schema(shard_schema(default_registry().get(name, int(version))))
+
+
+def episodes_index(endpoints: Endpoints, *, snapshots: Snapshots | None = None) -> ds.Dataset:
     """The episodes index (rows may repeat per episode; the newest ``indexed_at`` wins).
 
     Read with the contract's schema, not one inferred from a file: pyarrow would take the first
@@ -99,6 +289,9 @@ def episodes_index(endpoints: Endpoints) -> ds.Dataset:
     bucket holding both would lose the column or fail depending on which file sorts first. With
     the contract's schema a missing column reads as nulls.
     """
+    if _lake(endpoints) is not None:
+        paths = _planned(endpoints, lake_layout.INDEX_TABLE, snapshots) or []
+        return _files_dataset(endpoints, paths, index_description().schema)
     return open_index(f"{endpoints.s3_bucket}/{INDEX_PREFIX}", s3_filesystem(endpoints))
 
 
@@ -113,8 +306,10 @@ def open_index(path: str, filesystem: pafs.FileSystem) -> ds.Dataset:
     )
 
 
-def has_index(endpoints: Endpoints) -> bool:
-    """Whether the bucket holds any index file (pyarrow cannot open a dataset of nothing)."""
+def has_index(endpoints: Endpoints, *, snapshots: Snapshots | None = None) -> bool:
+    """Whether there is any index file (pyarrow cannot open a dataset of nothing)."""
+    if _lake(endpoints) is not None:
+        return bool(_planned(endpoints, lake_layout.INDEX_TABLE, snapshots))
     fs = s3_filesystem(endpoints)
     selector = pafs.FileSelector(
         f"{endpoints.s3_bucket}/{INDEX_PREFIX}", allow_not_found=True, recursive=True
@@ -130,6 +325,8 @@ def read_shard_rows(
     stream: str | None = None,
     columns: Sequence[str] | None = None,
     filesystem: pafs.FileSystem | None = None,
+    stream_type: str | None = None,
+    snapshots: Snapshots | None = None,
 ) -> list[pa.Table]:
     """The rows of one episode (optionally one stream) in the shard files ``keys``, per file.
 
@@ -137,7 +334,20 @@ def read_shard_rows(
     statistics can hold the episode (shards are sorted by episode), so reading one episode
     fetches that episode's bytes and the files' footers, not the dataset. One table per file,
     in key order, so callers can drop a chunk stored twice by keeping its first file.
+
+    From the tables (``stream_type`` given), ``keys`` are ignored -- compaction rewrites files,
+    so the index's ``shard_files`` only say where rows were first written: the files are planned
+    from the table, pruned to the episode's date partition and to files whose ``episode_id``
+    bounds hold it.
     """
+    if stream_type is not None and _lake(endpoints) is not None:
+        # Episode ids are validated UUIDs (no quotes), so the filter text is safe to build.
+        wanted = f"episode_id == '{episode_id}'"
+        with contextlib.suppress(ValueError):
+            wanted += f" and date == '{episode_date(episode_id).isoformat()}'"
+        table = lake_layout.shard_table(stream_type)
+        paths = _planned(endpoints, table, snapshots, wanted) or []
+        keys = [path.split("/", 1)[1] for path in paths]
     fs = filesystem if filesystem is not None else s3_filesystem(endpoints)
     condition = pc.field("episode_id") == episode_id
     if stream is not None:

@@ -16,9 +16,16 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robolake.dataset.storage import INDEX_PREFIX, SHARDS_PREFIX, s3_filesystem
+from robolake.dataset.storage import (
+    INDEX_PREFIX,
+    SHARDS_PREFIX,
+    data_files,
+    s3_filesystem,
+    stored_totals,
+    uses_tables,
+)
 from robolake.endpoints import Endpoints
-from robolake.ops.attribution import ShardAttribution, is_shard, list_files
+from robolake.ops.attribution import ShardAttribution, StoredFile, is_shard, list_files
 from robolake.ops.episodes import LegacySource, read_index, recorded_seconds, with_organisation
 
 log = logging.getLogger(__name__)
@@ -38,7 +45,7 @@ TOTALS: Final = (
 class Inventory:
     """What one scan found."""
 
-    #: Bytes of every object under ``shards/`` and ``index/``.
+    #: Bytes of every table's data files (``shards/`` and ``index/`` in the bucket layout).
     stored_bytes: int
     shard_files: int
     #: Shard bytes of rows whose episode has no index row.
@@ -64,7 +71,25 @@ def enrich(
 def scan(
     endpoints: Endpoints, attribution: ShardAttribution, legacy: LegacySource = None
 ) -> Inventory:
-    """List the bucket, attribute shard bytes, read the index: the dataset as it is now."""
+    """Attribute shard bytes, read the index: the dataset as it is now.
+
+    From the tables, files and sizes come from the manifests of the current snapshots and the
+    stored bytes from their summaries; only the bucket layout is listed.
+    """
+    if uses_tables(endpoints):
+        shard_files = [
+            StoredFile(f.key, f.size, 0) for f in data_files(endpoints)
+        ]  # keys are never reused in the tables, so (key, size) identifies a file's content
+        bytes_by_episode = attribution.bytes_by_episode(shard_files)
+        episodes = enrich(read_index(endpoints), bytes_by_episode, legacy)
+        attributed = int(pc.sum(episodes["bytes"]).as_py() or 0)
+        stored, _ = stored_totals(endpoints)
+        return Inventory(
+            stored_bytes=stored,
+            shard_files=len(shard_files),
+            unindexed_bytes=sum(bytes_by_episode.values()) - attributed,
+            episodes=episodes,
+        )
     fs = s3_filesystem(endpoints)
     bucket = endpoints.s3_bucket
     shard_objects = list_files(fs, bucket, SHARDS_PREFIX)

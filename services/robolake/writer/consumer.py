@@ -614,10 +614,7 @@ class Writer:
             return
         while not stop.is_set():
             try:
-                total = 0
-                for prefix in ("shards/", "index/"):
-                    objects = await asyncio.to_thread(self.store.list, prefix)
-                    total += sum(o.size for o in objects)
+                total = await asyncio.to_thread(self.ledger.stored_bytes)
                 self.metrics.stored_bytes.set(total)
             except StorageUnavailable as exc:
                 log.info("stored-bytes listing skipped: %s", exc)

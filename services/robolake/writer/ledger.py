@@ -89,6 +89,10 @@ class Ledger(Protocol):
         """Record a stored flush as committed; PartitionFenced if another writer owns it."""
         ...
 
+    def stored_bytes(self) -> int:
+        """Bytes of the dataset (shards and index), for the stored-bytes gauge."""
+        ...
+
 
 class BucketLedger:
     """Kafka's committed offset plus bucket checkpoints (``schemas/shards.md``)."""
@@ -107,6 +111,10 @@ class BucketLedger:
 
     def commit(self, writer: PartitionWriter, flush: PreparedFlush) -> CommitStats:
         return CommitStats()  # the Kafka commit that follows is the commit
+
+    def stored_bytes(self) -> int:
+        """Listing the bucket: the layout has no other record of what it holds."""
+        return sum(o.size for prefix in ("shards/", "index/") for o in self.store.list(prefix))
 
 
 class TableLedger:
@@ -192,6 +200,18 @@ class TableLedger:
                 floors,
             )
         return Resume(start, recovery, floors, offsets)
+
+    def stored_bytes(self) -> int:
+        """From the current snapshots' summaries (``total-files-size``): no listing."""
+        try:
+            total = 0
+            for name in self.tables.names():
+                snapshot = self.tables.load(name).current_snapshot()
+                if snapshot is not None and snapshot.summary is not None:
+                    total += int(snapshot.summary.get("total-files-size") or 0)
+            return total
+        except CatalogUnavailable as exc:
+            raise StorageUnavailable(str(exc)) from exc
 
     def ready(self, stream_types: Collection[StreamType]) -> None:
         try:

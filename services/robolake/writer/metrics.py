@@ -133,7 +133,8 @@ class WriterMetrics:
         )
         self.stored_bytes = Gauge(
             "robolake_writer_dataset_stored_bytes",
-            "Bytes of shards and episodes index in the bucket (periodic listing).",
+            "Bytes of shards and episodes index: the tables' snapshot summaries, or a periodic "
+            "listing of the bucket layout.",
             registry=r,
         )
         for reason in FLUSH_REASONS:

@@ -71,7 +71,7 @@ class WriterSettings:
     #: System of record: "tables" (Iceberg tables, needs ROBOLAKE_CATALOG_URI), "bucket"
     #: (Kafka offsets + bucket checkpoints, the listing layout) or "auto" (tables when a
     #: catalog is configured).
-    record: str = "bucket"
+    record: str = "auto"
 
     def __post_init__(self) -> None:
         if self.flush_bytes <= 0 or self.max_buffer_bytes < self.flush_bytes // 64:

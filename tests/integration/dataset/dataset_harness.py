@@ -9,13 +9,13 @@ and one is left incomplete on purpose (no completion, one stream only).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from collector_harness import chunk_headers, register
+from isolation import isolated
 from pipeline_harness import Pipeline
 
 from robolake.capture.client import CaptureClient
@@ -152,7 +152,7 @@ async def produce(
                     session, pipeline.collector_url, tokens[INCOMPLETE.device], incomplete
                 ),
             )
-        dataset_endpoints = dataclasses.replace(endpoints, s3_bucket=bucket)
+        dataset_endpoints = isolated(endpoints, bucket)
         wanted = {e.manifest.episode_id for e in [*plans.values(), incomplete]}
         deadline = time.monotonic() + timeout
         while True:

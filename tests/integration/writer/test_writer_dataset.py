@@ -38,7 +38,7 @@ def stored_bytes(s3: Minio, bucket: str) -> int:
 async def test_workload_lands_exactly_and_reads_back_with_pyarrow_and_duckdb(
     endpoints: Endpoints, kafka_topic: str, dlq_topic: str, s3_client: Minio, tmp_path: Path
 ) -> None:
-    settings = writer_settings(kafka_topic, dlq_topic, incomplete_after_s=2.0)
+    settings = writer_settings(kafka_topic, dlq_topic, incomplete_after_s=2.0, record="bucket")
     writer = start_writer(settings, endpoints)
     produced = Produced()
     began = time.monotonic()

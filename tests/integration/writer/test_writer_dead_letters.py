@@ -75,7 +75,7 @@ async def test_duplicates_written_once_and_bad_records_dead_lettered(
         await send_chunk(kafka, kafka_topic, episode, "cam_head", 1, chunks["cam_head"][1])
         await produce_episode(kafka, kafka_topic, other, produced)
         await wait_until(
-            lambda: other.manifest.episode_id in indexed(s3_client, bucket),
+            lambda: other.manifest.episode_id in indexed(s3_client, bucket, tables=endpoints),
             timeout=30,
             what="the next episode flowing past the poison",
         )
@@ -88,7 +88,7 @@ async def test_duplicates_written_once_and_bad_records_dead_lettered(
             await send_chunk(kafka, kafka_topic, episode, "cam_head", seq, chunks["cam_head"][seq])
         await produce_episode(kafka, kafka_topic, later, produced)
         await wait_until(
-            lambda: later.manifest.episode_id in indexed(s3_client, bucket),
+            lambda: later.manifest.episode_id in indexed(s3_client, bucket, tables=endpoints),
             timeout=30,
             what="the episode after the restart",
         )
@@ -98,7 +98,7 @@ async def test_duplicates_written_once_and_bad_records_dead_lettered(
         await writer.stop()
     assert duplicates == 3
     assert late == 3
-    assert_exact(s3_client, bucket, produced)
+    assert_exact(s3_client, bucket, produced, tables=endpoints)
 
     letters = await read_all(endpoints.kafka_bootstrap, dlq_topic, expect=3)
     # Each dead letter points at exactly the record it replaces, and carries it unchanged.

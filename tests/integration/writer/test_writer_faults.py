@@ -43,7 +43,7 @@ async def _produce(endpoints: Endpoints, topic: str, seeds: range, produced: Pro
 async def test_kill_9_mid_flush_then_restart_gives_exactly_the_same_rows(
     endpoints: Endpoints, kafka_topic: str, dlq_topic: str, s3_client: Minio, tmp_path: Path
 ) -> None:
-    settings = writer_settings(kafka_topic, dlq_topic, flush_bytes=256 * 1024)
+    settings = writer_settings(kafka_topic, dlq_topic, flush_bytes=256 * 1024, record="bucket")
     log_path = tmp_path / "writer.log"
     first = spawn_writer(log_path, endpoints, settings, env={ENV_UPLOAD_PAUSE: "1.0"})
     produced = Produced()
@@ -69,7 +69,10 @@ async def test_kill_9_mid_flush_then_restart_gives_exactly_the_same_rows(
     second = spawn_writer(log_path, endpoints, settings)
     try:
         await wait_until(
-            lambda: len(indexed(s3_client, endpoints.s3_bucket)) == len(produced.episodes),
+            lambda: (
+                len(indexed(s3_client, endpoints.s3_bucket, tables=endpoints))
+                == len(produced.episodes)
+            ),
             timeout=90,
             what="every episode indexed after the restart",
         )
@@ -78,7 +81,7 @@ async def test_kill_9_mid_flush_then_restart_gives_exactly_the_same_rows(
     finally:
         second.kill()
     assert "removed" in second.log(), "recovery did not clean up the uncommitted flush"
-    rows = assert_exact(s3_client, endpoints.s3_bucket, produced)
+    rows = assert_exact(s3_client, endpoints.s3_bucket, produced, tables=endpoints)
     print(f"kill -9 mid-flush: {len(produced.chunks)} chunks, {rows} rows, no loss, no duplicate")
 
 
@@ -103,7 +106,7 @@ async def test_two_writers_and_rebalances_lose_and_duplicate_nothing(
         assert a.wait() == 0, a.log()[-3000:]
         await _produce(endpoints, kafka_topic, range(405, 407), produced)
         await wait_until(
-            lambda: len(indexed(s3_client, bucket)) == len(produced.episodes),
+            lambda: len(indexed(s3_client, bucket, tables=endpoints)) == len(produced.episodes),
             timeout=90,
             what="every episode indexed",
         )
@@ -114,7 +117,7 @@ async def test_two_writers_and_rebalances_lose_and_duplicate_nothing(
         if b is not None:
             b.kill()
     assert "flushed offsets" in b.log()
-    rows = assert_exact(s3_client, bucket, produced)
+    rows = assert_exact(s3_client, bucket, produced, tables=endpoints)
     print(f"rebalances: {len(produced.episodes)} episodes, {rows} rows, exact")
 
 
@@ -165,7 +168,10 @@ async def test_minio_stopped_during_a_flush_recovers_by_itself_without_loss(
         await asyncio.to_thread(local_stack.up)
         restarted = True
         await wait_until(
-            lambda: len(indexed(s3_client, endpoints.s3_bucket)) == len(produced.episodes),
+            lambda: (
+                len(indexed(s3_client, endpoints.s3_bucket, tables=endpoints))
+                == len(produced.episodes)
+            ),
             timeout=90,
             what="every episode indexed after MinIO came back",
         )
@@ -174,5 +180,5 @@ async def test_minio_stopped_during_a_flush_recovers_by_itself_without_loss(
         if not restarted:
             await asyncio.to_thread(local_stack.up)
         await writer.stop()
-    rows = assert_exact(s3_client, endpoints.s3_bucket, produced)
+    rows = assert_exact(s3_client, endpoints.s3_bucket, produced, tables=endpoints)
     print(f"MinIO outage: {failures:.0f} failed flush attempts, then {rows} rows, exact")

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from minio import Minio
 
+from robolake.dataset.storage import uses_tables
 from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
 from robolake.episode.chunks import decode_chunk
@@ -315,25 +316,25 @@ def table_files(endpoints: Endpoints) -> list[tuple[str | None, str]]:
 
 
 def _index_keys(s3: Minio, bucket: str, tables: Endpoints | None) -> list[str]:
-    if tables is None:
+    if tables is None or not uses_tables(tables):
         return object_keys(s3, bucket, "index/")
     return [key for kind, key in table_files(tables) if kind is None]
 
 
 def _shard_keys(s3: Minio, bucket: str, tables: Endpoints | None) -> list[tuple[str, str]]:
-    if tables is None:
+    if tables is None or not uses_tables(tables):
         return [(key.split("/")[1], key) for key in object_keys(s3, bucket, "shards/")]
     return [(kind, key) for kind, key in table_files(tables) if kind is not None]
 
 
 def read_index(s3: Minio, bucket: str, *, tables: Endpoints | None = None) -> pa.Table | None:
-    """Every index row; the newest row per episode wins as readers do. ``tables``: read the
-    Iceberg tables of those endpoints instead of listing the bucket layout."""
+    """Every index row; the newest row per episode wins as readers do. ``tables``: the
+    endpoints, to read their Iceberg tables if they have them (else the bucket layout)."""
     read = [
         pq.read_table(io.BytesIO(read_object(s3, bucket, key)))
         for key in _index_keys(s3, bucket, tables)
     ]
-    if tables is not None:  # the tables' files also hold the ``date`` partition column
+    if tables is not None and uses_tables(tables):  # table files also hold ``date``
         read = [table.select(episodes_index().schema.names) for table in read]
     return _newest(read)
 
