@@ -196,7 +196,8 @@ def _compact(args: argparse.Namespace) -> int:
         if cycle.orphans_after_s is not None:
             report = maintenance.remove_orphans(cycle.orphans_after_s, names=names)
             print(f"removed {len(report.removed)} orphans ({report.bytes} bytes)")
-        return 1 if any(r.outcome == "failed" for r in results) else 0
+        failed = maintenance.errors or any(r.outcome == "failed" for r in results)
+        return 1 if failed else 0
     if args.interval <= 0:
         raise LakeError("--interval must be positive seconds")
     port = m.DEFAULT_METRICS_PORT if args.metrics_port is None else args.metrics_port
@@ -224,7 +225,7 @@ def _expire(args: argparse.Namespace) -> int:
     )
     for name, count in sorted(removed.items()):
         print(f"{name}: expired {count} snapshots")
-    return 0
+    return 1 if maintenance.errors else 0
 
 
 def _orphans(args: argparse.Namespace) -> int:
@@ -242,7 +243,7 @@ def _orphans(args: argparse.Namespace) -> int:
     for key in report.removed:
         print(f"{verb} {key}")
     print(f"{verb} {len(report.removed)} orphans ({report.bytes} bytes); kept {report.kept}")
-    return 0
+    return 1 if maintenance.errors else 0
 
 
 def _or(value: float | None, default: float) -> float:

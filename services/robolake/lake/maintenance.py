@@ -53,9 +53,11 @@ from typing import Final, Literal, get_args
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import urllib3
 from aiohttp import web
 from minio import Minio
 from minio.deleteobjects import DeleteObject
+from minio.error import MinioException
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -86,7 +88,8 @@ from robolake.episode.shards import (
 )
 from robolake.episode.stream_types import default_registry
 from robolake.lake import layout
-from robolake.lake.catalog import UNAVAILABLE, LakeTables
+from robolake.lake.catalog import UNAVAILABLE as CATALOG_UNAVAILABLE
+from robolake.lake.catalog import LakeTables
 from robolake.lake.commits import data_file, without_retries
 from robolake.lake.errors import CatalogUnavailable, LakeError
 from robolake.lake.offsets import CHECKPOINTS_KEY, carried_all
@@ -94,6 +97,10 @@ from robolake.lake.schema import DATE_COLUMN, TARGET_FILE_BYTES, conform, table_
 from robolake.lake.schema import with_field_ids as _with_field_ids
 
 log = logging.getLogger(__name__)
+
+#: The catalog or the bucket did not answer, or answered with an error (a missing object among
+#: them): the table is skipped this run and retried the next, never a crash of the service.
+UNAVAILABLE: Final = (*CATALOG_UNAVAILABLE, MinioException, urllib3.exceptions.HTTPError)
 
 #: Fault injection for tests: seconds to hold still after each compacted file is uploaded (and
 #: before the commit), so a test can kill ``robolake compact`` mid-run.
@@ -553,6 +560,8 @@ class Maintenance:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.sleep = sleep
+        #: Tables a task failed on since this object was made (one-shot runs exit 1 if any).
+        self.errors = 0
 
     @classmethod
     def from_endpoints(
@@ -592,6 +601,7 @@ class Maintenance:
             except (LakeError, *UNAVAILABLE) as exc:
                 failed = True
                 log.error("compaction of %s failed: %s", name, exc)
+                self.errors += 1
         if failed or any(r.outcome == "failed" for r in results):
             self.metrics.failures.labels("compact").inc()
         elif not self.stop.is_set():
@@ -791,16 +801,21 @@ class Maintenance:
                 for path, (_, data) in zip(new_paths, new, strict=True)
             ]
             transaction = without_retries(table).transaction()
-            with _ReplaceFiles(
-                operation=Operation.OVERWRITE,
-                transaction=transaction,
-                io=table.io,
-                snapshot_properties=carried_all(metadata),
-            ) as rewrite:
-                for path in sorted(old_paths):
-                    rewrite.delete_data_file(live[path])
-                for file in files:
-                    rewrite.append_data_file(file)
+            try:
+                with _ReplaceFiles(
+                    operation=Operation.OVERWRITE,
+                    transaction=transaction,
+                    io=table.io,
+                    snapshot_properties=carried_all(metadata),
+                ) as rewrite:
+                    for path in sorted(old_paths):
+                        rewrite.delete_data_file(live[path])
+                    for file in files:
+                        rewrite.append_data_file(file)
+            except ValidationException as exc:  # pyiceberg's own check: a file to delete is gone
+                log.warning("%s date=%s: %s; replanned next run", name, part.date, exc)
+                self._discard([k for k, _ in new])
+                return result("replan")
             if pause_s and attempt == 1:
                 log.info(
                     "%s date=%s: commit prepared, pausing %.1f s (fault injection)",
@@ -884,6 +899,7 @@ class Maintenance:
             except (LakeError, *UNAVAILABLE) as exc:
                 failed = True
                 log.error("snapshot expiry of %s failed: %s", name, exc)
+                self.errors += 1
         if failed:
             self.metrics.failures.labels("expire").inc()
         elif not self.stop.is_set():
@@ -966,12 +982,14 @@ class Maintenance:
             except (LakeError, *UNAVAILABLE) as exc:
                 failed = True
                 log.error("orphan removal under %s skipped: %s", name, exc)
+                self.errors += 1
         if checkpoints and not self.stop.is_set():
             try:
                 self._remove_checkpoint_orphans(cutoff, report)
             except (LakeError, *UNAVAILABLE) as exc:
                 failed = True
                 log.error("checkpoint orphan removal skipped: %s", exc)
+                self.errors += 1
         if failed:
             self.metrics.failures.labels("orphans").inc()
         elif not self.stop.is_set():
