@@ -69,7 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--partitions", type=int, default=None, help="partitions of the chunk topic")
     init.set_defaults(func=_init)
+    migrate = subparsers.add_parser(
+        "migrate",
+        help="register the bucket layout's shard and index objects into the Iceberg tables",
+        description="Rewrite every object under shards/ and index/episodes/ of ROBOLAKE_S3_BUCKET "
+        "into its table's file schema (field ids, date column, microsecond times) and commit them, "
+        "one append per table, carrying the writer's recorded offsets forward. Idempotent: files "
+        "already migrated are skipped. The source objects are left in place.",
+    )
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="print what would be migrated; change nothing"
+    )
+    migrate.set_defaults(func=_migrate)
     return parser
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from robolake.endpoints import Endpoints
+    from robolake.lake.migrate import migrate
+
+    endpoints = Endpoints.from_env()
+    report = migrate(endpoints, dry_run=args.dry_run, progress=lambda line: print(f"  {line}"))
+    print(report.render(args.dry_run))
+    return 0
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.types import BinaryType
 
 from robolake.lake.catalog import UNAVAILABLE
 from robolake.lake.errors import CatalogUnavailable, Fenced
@@ -51,11 +52,29 @@ def data_file(metadata: TableMetadata, path: str, data: bytes) -> DataFile:
     table for duplicates (every manifest, per commit); the writer has the bytes and its offsets
     rule out duplicates.
     """
-    footer = pq.read_metadata(pa.BufferReader(data))
+    return data_file_from_footer(metadata, path, pq.read_metadata(pa.BufferReader(data)), len(data))
+
+
+def data_file_from_footer(
+    metadata: TableMetadata, path: str, footer: pq.FileMetaData, size: int
+) -> DataFile:
+    """The manifest entry of a Parquet file from its footer and size (no bytes needed).
+
+    Encoded media (binary columns) are written without statistics (``schemas/shards.md``), so
+    the plan says so instead of pyiceberg warning about each of them in every file.
+    """
     schema = metadata.schema()
+    properties = {
+        **metadata.properties,
+        **{
+            f"write.metadata.metrics.column.{f.name}": "none"
+            for f in schema.fields
+            if isinstance(f.field_type, BinaryType)
+        },
+    }
     stats = data_file_statistics_from_parquet_metadata(
         parquet_metadata=footer,
-        stats_columns=compute_statistics_plan(schema, metadata.properties),
+        stats_columns=compute_statistics_plan(schema, properties),
         parquet_column_mapping=parquet_path_to_id_mapping(schema),
     )
     return DataFile.from_args(
@@ -63,7 +82,7 @@ def data_file(metadata: TableMetadata, path: str, data: bytes) -> DataFile:
         file_path=path,
         file_format=FileFormat.PARQUET,
         partition=stats.partition(metadata.spec(), schema),
-        file_size_in_bytes=len(data),
+        file_size_in_bytes=size,
         sort_order_id=None,
         spec_id=metadata.default_spec_id,
         equality_ids=None,

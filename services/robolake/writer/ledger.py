@@ -132,6 +132,9 @@ class TableLedger:
         self.token = token
         self.commit_pause_s = commit_pause_s
         self.layout: FlushLayout = TableLayout(tables, token)
+        #: After a failed commit the cached tables may be stale beyond repair (maintenance may
+        #: have removed a parent's manifest list): the next commit reloads them.
+        self._reload = False
 
     def start(self) -> None:
         """Namespace and index table exist (blocking; CatalogUnavailable if unreachable)."""
@@ -236,7 +239,7 @@ class TableLedger:
         shard_tables = sorted(n for n in by_table if n != lake_layout.INDEX_TABLE)
         try:
             for name in [*shard_tables, lake_layout.INDEX_TABLE]:
-                table = self.tables.load(name, refresh=False)
+                table = self.tables.load(name, refresh=self._reload)
                 files = [
                     data_file(table.metadata, f"s3://{self.tables.bucket}/{key}", data[key])
                     for key in by_table.get(name, [])
@@ -267,5 +270,7 @@ class TableLedger:
         except Fenced as exc:
             raise PartitionFenced(str(exc)) from exc
         except CatalogUnavailable as exc:
+            self._reload = True
             raise StorageUnavailable(str(exc), retry_after=1.0) from exc
+        self._reload = False
         return CommitStats(time.perf_counter() - began, conflicts, len(shard_tables) + 1)
