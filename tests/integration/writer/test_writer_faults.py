@@ -122,7 +122,8 @@ async def test_two_writers_and_rebalances_lose_and_duplicate_nothing(
 
 
 class _StopMinioDuringFirstShardUpload:
-    """The real store; the first shard upload stops the MinIO server underneath it."""
+    """The real store; the first shard upload (a table data file, or a ``shards/`` object of the
+    bucket layout) stops the MinIO server underneath it -- and with it the catalog's storage."""
 
     def __init__(self, store: MinioStore, stack: Stack) -> None:
         self._store = store
@@ -135,7 +136,8 @@ class _StopMinioDuringFirstShardUpload:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         with self._lock:
-            if key.startswith("shards/") and not self.stopped:
+            shard = key.startswith("shards/") or ("/data/" in key and "episodes_index" not in key)
+            if shard and not self.stopped:
                 self.stopped = True
                 record = ProcessRecord.from_json(self._stack._load()["components"]["minio"])
                 stop(record, timeout=30, name="minio")
