@@ -88,6 +88,23 @@ def add_parsers(subparsers: Any) -> None:
     listing.add_argument("--limit", type=int, default=None, help="print at most this many rows")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(func=_list)
+    delete = actions.add_parser(
+        "delete",
+        help="erase episodes from every table (row-level delete, audited)",
+        description="Remove every row of the episodes from every Iceberg table (the stream types "
+        "and the episodes index) in new snapshots, and record who, why and when in the "
+        "erasures_v1 table. The bytes leave storage once older snapshots are expired and "
+        "orphans removed (robolake compact --expire --remove-orphans). Needs the tables "
+        "(ROBOLAKE_CATALOG_URI).",
+    )
+    delete.add_argument("episode_ids", nargs="+", metavar="EPISODE_ID")
+    delete.add_argument("--reason", required=True, help="why (kept in the audit table)")
+    delete.add_argument(
+        "--by",
+        default=os.environ.get("ROBOLAKE_OPERATOR") or os.environ.get("USER") or "unknown",
+        help="who asks (default $ROBOLAKE_OPERATOR, else $USER)",
+    )
+    delete.set_defaults(func=_delete)
     show = actions.add_parser("show", help="one episode: index fields and streams")
     show.add_argument("episode_id")
     add_filter_arguments(show)
@@ -193,4 +210,14 @@ def _export_lerobot(args: argparse.Namespace) -> int:
     for result in results:
         print(f"{result.root}: {len(result.episodes)} episodes, {result.frames} frames "
               f"({result.robot_type}; {len(result.features)} features)")  # fmt: skip
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from robolake.endpoints import Endpoints
+    from robolake.lake.erasure import erase
+
+    report = erase(Endpoints.from_env(), args.episode_ids, reason=args.reason, requested_by=args.by)
+    print(report.render())
+    print("audited in table erasures_v1; expire snapshots and remove orphans to free bytes")
     return 0

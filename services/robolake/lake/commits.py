@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -36,9 +36,9 @@ from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.types import BinaryType
 
-from robolake.lake.catalog import UNAVAILABLE
+from robolake.lake.catalog import UNAVAILABLE, LakeTables
 from robolake.lake.errors import CatalogUnavailable, Fenced
-from robolake.lake.offsets import carried, recorded
+from robolake.lake.offsets import carried, carried_all, recorded
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +184,35 @@ def _refresh(table: Table) -> Table:
         return table.catalog.load_table(table.name())
     except UNAVAILABLE as exc:
         raise CatalogUnavailable(f"cannot refresh {table.name()}: {exc}") from exc
+
+
+def append_files(
+    tables: LakeTables,
+    name: str,
+    written: Sequence[tuple[str, pq.FileMetaData, int]],
+    properties: Mapping[str, str] | None = None,
+) -> None:
+    """One append of ``written`` (key, footer, size) to table ``name`` that is not a writer's
+    flush (migration, audit rows): the recorded offsets carried forward, retried on conflict
+    with the summary recomputed (pyiceberg's own retry would re-apply a stale one and rewind
+    the writers' offsets)."""
+    for attempt in range(MAX_ATTEMPTS):
+        table = tables.load(name)
+        files = [
+            data_file_from_footer(table.metadata, f"s3://{tables.bucket}/{key}", footer, size)
+            for key, footer, size in written
+        ]
+        summary = {**carried_all(table.metadata), **(properties or {})}
+        transaction = without_retries(table).transaction()
+        with transaction.update_snapshot(snapshot_properties=summary).fast_append() as append:
+            for file in files:
+                append.append_data_file(file)
+        try:
+            transaction.commit_transaction()
+            return
+        except CommitFailedException:
+            log.info("%s: append conflicted (attempt %d); retrying", name, attempt + 1)
+            time.sleep(min(0.1 * 2**attempt, 2.0))
+        except UNAVAILABLE as exc:
+            raise CatalogUnavailable(f"append to {name} failed: {exc}") from exc
+    raise CatalogUnavailable(f"append to {name} kept conflicting; try again")

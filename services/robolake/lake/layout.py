@@ -25,6 +25,8 @@ DEFAULT_NAMESPACE: Final = "robolake"
 LAKE_PREFIX: Final = "lake"
 #: The episodes index table: one row per indexing of an episode (newest ``indexed_at`` wins).
 INDEX_TABLE: Final = "episodes_index_v1"
+#: Audit of erasures: who removed which episode, why and when (``robolake episodes delete``).
+ERASURES_TABLE: Final = "erasures_v1"
 #: The writer's private bookkeeping (checkpoints); not part of any table.
 CHECKPOINT_ROOT: Final = "_writer/checkpoints/"
 
@@ -42,7 +44,7 @@ def shard_table(stream_type_key: str) -> str:
 
 def stream_type_of(table: str) -> str | None:
     """The stream type key of a shard table (``joint_state_v1`` -> ``joint_state.v1``)."""
-    if table == INDEX_TABLE:
+    if table in (INDEX_TABLE, ERASURES_TABLE):
         return None
     name, _, version = table.rpartition("_v")
     return f"{name}.v{version}" if name and version.isdigit() else None

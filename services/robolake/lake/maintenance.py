@@ -740,8 +740,13 @@ class Maintenance:
         new: list[tuple[str, bytes]],
         planned: int | None,
         pause_s: float = 0.0,
+        *,
+        same_rows: bool = True,
     ) -> PartitionResult:
         """Replace ``old`` by ``new`` in one snapshot, re-checking on every attempt.
+
+        ``same_rows``: a compaction (a ``replace`` snapshot, which incremental readers skip);
+        False for a rewrite that removes rows (an erasure: an ``overwrite`` they must see).
 
         ``planned``: the snapshot the rewrite was planned on; ``pause_s``: fault injection, hold
         still once with the commit prepared, so a test's writer commit makes it conflict.
@@ -802,7 +807,8 @@ class Maintenance:
             ]
             transaction = without_retries(table).transaction()
             try:
-                with _ReplaceFiles(
+                producer = _ReplaceFiles if same_rows else _OverwriteFiles
+                with producer(
                     operation=Operation.OVERWRITE,
                     transaction=transaction,
                     io=table.io,
@@ -860,6 +866,18 @@ class Maintenance:
             MAX_ATTEMPTS,
         )
         return result("failed")
+
+    def replace_files(
+        self,
+        name: str,
+        part: Partition,
+        old: list[LiveFile],
+        new: list[tuple[str, bytes]],
+        planned: int | None,
+    ) -> PartitionResult:
+        """Replace ``old`` files of ``part`` by ``new`` ones that hold fewer rows (an erasure),
+        in one ``overwrite`` snapshot carrying the offsets forward; conflicts re-checked."""
+        return self._commit(name, part, old, new, planned, same_rows=False)
 
     def _discard(self, keys: Sequence[str]) -> None:
         """Delete compacted files no commit references (best effort: orphan removal would)."""

@@ -21,13 +21,11 @@ import datetime as dt
 import io
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyiceberg.exceptions import CommitFailedException
 
 from robolake.endpoints import Endpoints
 from robolake.episode.shards import (
@@ -41,10 +39,8 @@ from robolake.episode.shards import (
 from robolake.episode.stream_types import default_registry
 from robolake.lake import layout
 from robolake.lake.catalog import LakeTables, TableInfo
-from robolake.lake.commits import data_file_from_footer, without_retries
-from robolake.lake.errors import LakeError
+from robolake.lake.commits import append_files
 from robolake.lake.maintenance import Bucket
-from robolake.lake.offsets import carried_all
 from robolake.lake.schema import conform
 
 log = logging.getLogger(__name__)
@@ -185,30 +181,7 @@ def migrate(
             written.append((move.target, pq.read_metadata(pa.BufferReader(data)), len(data)))
             if i % 50 == 0 or i == len(moves):
                 progress(f"{name}: {i}/{len(moves)} files rewritten")
-        _commit(tables, name, written)
+        append_files(tables, name, written, {"robolake.migrated-files": str(len(written))})
         report.committed[name] = len(written)
         progress(f"{name}: committed {len(written)} files")
     return report
-
-
-def _commit(tables: LakeTables, name: str, written: list[tuple[str, pq.FileMetaData, int]]) -> None:
-    """One append of ``written`` to ``name``, the recorded offsets carried forward, retried on
-    conflict with the summary recomputed (pyiceberg's own retry would re-apply a stale one)."""
-    for attempt in range(30):
-        table = tables.load(name)
-        files = [
-            data_file_from_footer(table.metadata, f"s3://{tables.bucket}/{key}", footer, size)
-            for key, footer, size in written
-        ]
-        properties = {**carried_all(table.metadata), "robolake.migrated-files": str(len(files))}
-        transaction = without_retries(table).transaction()
-        with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
-            for file in files:
-                append.append_data_file(file)
-        try:
-            transaction.commit_transaction()
-            return
-        except CommitFailedException:
-            log.info("%s: migration commit conflicted (attempt %d); retrying", name, attempt + 1)
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-    raise LakeError(f"migration commit to {name} kept conflicting; run robolake migrate again")

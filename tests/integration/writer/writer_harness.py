@@ -302,6 +302,8 @@ def table_files(endpoints: Endpoints) -> list[tuple[str | None, str]]:
     tables = LakeTables.from_endpoints(endpoints)
     found: list[tuple[str | None, str]] = []
     for name in tables.names():
+        if name == lake_layout.ERASURES_TABLE:
+            continue  # the erasure audit, not dataset rows
         table = tables.load(name)
         if table.current_snapshot() is None:
             continue
