@@ -162,3 +162,30 @@ def test_duckdb_iceberg_extension_attaches_the_catalog_and_counts_like_pyiceberg
         f"SELECT count(*) FROM lake.{ns}.joint_state_v1 AT (VERSION => {snapshot.snapshot_id})",
     )
     assert pinned == expected["joint_state_v1"]
+
+
+@pytest.mark.interop
+def test_polars_scans_every_table_like_pyiceberg(
+    filled_lake: FilledLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``polars.scan_iceberg`` on pyiceberg's tables, reading the files with its own S3 client."""
+    pl = pytest.importorskip("polars", reason="polars is in make interop's venv")
+    # Plan with pyiceberg, said explicitly: else polars 2.1 warns that its faster planner needs
+    # the polars_iceberg package (a PerformanceWarning, an error in this suite).
+    monkeypatch.setenv("POLARS_ICEBERG_PLANNER", "pyiceberg")
+    endpoints = filled_lake.endpoints
+    storage = {
+        "aws_endpoint_url": endpoints.s3_endpoint,
+        "aws_access_key_id": endpoints.s3_access_key,
+        "aws_secret_access_key": endpoints.s3_secret_key,
+        "aws_region": endpoints.s3_region,
+        "aws_allow_http": str(not endpoints.s3_secure).lower(),
+        "aws_virtual_hosted_style_request": "false",
+    }
+    tables = filled_lake.tables()
+    for name, count in pyiceberg_counts(tables).items():
+        table = tables.load(name)
+        snapshot = table.current_snapshot()
+        assert snapshot is not None, name
+        scan = pl.scan_iceberg(table, snapshot_id=snapshot.snapshot_id, storage_options=storage)
+        assert scan.select(pl.len()).collect().item() == count, name
