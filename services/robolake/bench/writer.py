@@ -17,7 +17,9 @@ from aiokafka.structs import TopicPartition
 from robolake.bench.harness import Service, bench_env, bench_episode, fresh_dataset
 from robolake.endpoints import Endpoints
 from robolake.episode.records import chunk_record, complete_record, manifest_record
+from robolake.episode.stream_types import default_registry
 from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.lake.catalog import LakeTables
 from robolake.provision import TopicSpec, ensure_bucket, ensure_topics
 from robolake.stack.process import free_port
 
@@ -40,6 +42,8 @@ class WriterFigures:
     #: Flushes committed to the tables and their mean commit time (all tables of a flush).
     table_commits: int = 0
     table_commit_mean_ms: float = 0.0
+    #: Table commits that conflicted (another partition's commit to the same table) and retried.
+    table_commit_conflicts: int = 0
 
 
 async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
@@ -128,6 +132,10 @@ async def writer_load(
     group = f"bench-{topic}"
     bucket_endpoints = fresh_dataset(endpoints, "bench")
     ensure_bucket(bucket_endpoints)
+    if record != "bucket" and bucket_endpoints.catalog_uri:
+        # As a deployment does with `robolake init`: the tables exist before the writers run.
+        tables = LakeTables.from_endpoints(bucket_endpoints)
+        await asyncio.to_thread(tables.ensure_all, default_registry())
     port = free_port()
     service = Service.start(
         [
@@ -175,6 +183,9 @@ async def writer_load(
             commit_s = await _metric(
                 session, metrics_url, "robolake_writer_table_commit_seconds_sum"
             )
+            conflicts = await _metric(
+                session, metrics_url, "robolake_writer_table_commit_conflicts_total"
+            )
     finally:
         await admin.close()
         await service.stop()
@@ -191,4 +202,5 @@ async def writer_load(
         record="tables" if commits else "bucket",
         table_commits=int(commits),
         table_commit_mean_ms=1000 * commit_s / commits if commits else 0.0,
+        table_commit_conflicts=int(conflicts),
     )

@@ -160,7 +160,9 @@ def commit_partition(
         except CommitFailedException:
             conflicts += 1
             log.debug("%s: commit conflict (attempt %d); re-checking", table.name(), attempt)
-            sleep(min(0.05 * 2 ** min(attempt, 6), 2.0) * (1 + random.random() / 4))
+            # Short and jittered: the conflict is almost always another partition's commit,
+            # which has landed by now; the re-check below sees it.
+            sleep(min(0.01 * 2 ** min(attempt, 8), 2.0) * (0.5 + random.random()))
             table, fresh = _refresh(table), True
             continue
         except CommitStateUnknownException as exc:

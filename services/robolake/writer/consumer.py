@@ -480,6 +480,14 @@ class Writer:
         if stats.tables:
             self.metrics.table_commit_seconds.observe(stats.seconds)
             self.metrics.table_commit_conflicts.inc(stats.conflicts)
+            log.info(
+                "%s[%d]: committed to %d tables in %.2f s (%d conflicts)",
+                writer.topic,
+                writer.partition,
+                stats.tables,
+                stats.seconds,
+                stats.conflicts,
+            )
         if flush.commit_to is not None:
             await self._commit(writer, flush.commit_to)
         previous = writer.last_checkpoint

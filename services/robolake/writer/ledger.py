@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -132,9 +133,9 @@ class TableLedger:
         self.token = token
         self.commit_pause_s = commit_pause_s
         self.layout: FlushLayout = TableLayout(tables, token)
-        #: After a failed commit the cached tables may be stale beyond repair (maintenance may
-        #: have removed a parent's manifest list): the next commit reloads them.
-        self._reload = False
+        #: Commits of a flush's stream type tables run at once (one round trip, not one per
+        #: table): 7 tables took 1.4-1.9 s one after another (measured, make bench drain).
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="table-commit")
 
     def start(self) -> None:
         """Namespace and index table exist (blocking; CatalogUnavailable if unreachable)."""
@@ -204,6 +205,46 @@ class TableLedger:
             )
         return Resume(start, recovery, floors, offsets)
 
+    def _commit_table(
+        self,
+        writer: PartitionWriter,
+        name: str,
+        keys: list[str],
+        data: dict[str, bytes],
+        checkpoint: Checkpoint,
+    ) -> int:
+        """Commit one table's files of a flush; the number of conflicts retried."""
+        # The newest metadata (one GET): other partitions' writers commit to the same tables,
+        # so a cached view mostly fails its first attempt -- and a failed attempt costs a
+        # manifest, a manifest list and a refused POST.
+        table = self.tables.load(name, refresh=True)
+        files = [
+            data_file(table.metadata, f"s3://{self.tables.bucket}/{key}", data[key]) for key in keys
+        ]
+        is_index = name == lake_layout.INDEX_TABLE
+        done = commit_partition(
+            table,
+            files,
+            topic=writer.topic,
+            partition=writer.partition,
+            expected=writer.table_offsets.get(name),
+            next_offset=checkpoint.next,
+            checkpoint=checkpoint.key if is_index else None,
+        )
+        self.tables.remember(name, done.table)
+        writer.table_offsets[name] = checkpoint.next
+        if self.commit_pause_s and not is_index:
+            log.info(
+                "%s[%d]: committed %s up to offset %d, pausing %.1f s (fault injection)",
+                writer.topic,
+                writer.partition,
+                name,
+                checkpoint.next,
+                self.commit_pause_s,
+            )
+            time.sleep(self.commit_pause_s)
+        return done.conflicts
+
     def stored_bytes(self) -> int:
         """From the current snapshots' summaries (``total-files-size``): no listing."""
         try:
@@ -237,40 +278,39 @@ class TableLedger:
             )
             by_table.setdefault(name, []).append(file.key)
         shard_tables = sorted(n for n in by_table if n != lake_layout.INDEX_TABLE)
+
+        def one(name: str) -> int:
+            return self._commit_table(writer, name, by_table.get(name, []), data, checkpoint)
+
         try:
-            for name in [*shard_tables, lake_layout.INDEX_TABLE]:
-                table = self.tables.load(name, refresh=self._reload)
-                files = [
-                    data_file(table.metadata, f"s3://{self.tables.bucket}/{key}", data[key])
-                    for key in by_table.get(name, [])
-                ]
-                is_index = name == lake_layout.INDEX_TABLE
-                done = commit_partition(
-                    table,
-                    files,
-                    topic=writer.topic,
-                    partition=writer.partition,
-                    expected=writer.table_offsets.get(name),
-                    next_offset=checkpoint.next,
-                    checkpoint=checkpoint.key if is_index else None,
-                )
-                self.tables.remember(name, done.table)
-                writer.table_offsets[name] = checkpoint.next
-                conflicts += done.conflicts
-                if self.commit_pause_s and not is_index:
-                    log.info(
-                        "%s[%d]: committed %s up to offset %d, pausing %.1f s (fault injection)",
-                        writer.topic,
-                        writer.partition,
-                        name,
-                        checkpoint.next,
-                        self.commit_pause_s,
-                    )
-                    time.sleep(self.commit_pause_s)
+            if self.commit_pause_s or len(shard_tables) < 2:
+                for name in shard_tables:
+                    conflicts += one(name)
+            else:
+                # The stream type tables of a flush are independent (each records its own
+                # offset), so they commit at once; the index, the commit point, after them all.
+                outcomes = list(self._pool.map(_outcome(one), shard_tables))
+                failures = [o for o in outcomes if isinstance(o, BaseException)]
+                fenced = [f for f in failures if isinstance(f, Fenced)]
+                if fenced or failures:
+                    raise (fenced or failures)[0]
+                conflicts += sum(o for o in outcomes if isinstance(o, int))
+            conflicts += one(lake_layout.INDEX_TABLE)
         except Fenced as exc:
             raise PartitionFenced(str(exc)) from exc
         except CatalogUnavailable as exc:
-            self._reload = True
             raise StorageUnavailable(str(exc), retry_after=1.0) from exc
-        self._reload = False
         return CommitStats(time.perf_counter() - began, conflicts, len(shard_tables) + 1)
+
+
+def _outcome(call: Callable[[str], int]) -> Callable[[str], int | BaseException]:
+    """``call`` returning its exception instead of raising, so every commit of a batch ends
+    before one failure is raised (a half-waited batch would race the retry)."""
+
+    def run(name: str) -> int | BaseException:
+        try:
+            return call(name)
+        except (Fenced, CatalogUnavailable) as exc:
+            return exc
+
+    return run
