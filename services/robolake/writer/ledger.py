@@ -5,7 +5,7 @@ run loop and the system of record.
   carry the state (:mod:`robolake.writer.checkpoints`). The original design, kept for
   deployments without a catalog and as the benchmark's baseline.
 - :class:`TableLedger`: the Iceberg tables are the truth. Each flush is committed to every table
-  it wrote (stream types in name order, then the episodes index, always), each commit carrying
+  it wrote (the stream types at once, then the episodes index, always), each commit carrying
   the partition's next offset in its snapshot summary under compare-and-set
   (:mod:`robolake.lake.commits`). The index table's commit is the flush's commit point: it also
   names the checkpoint holding the state, and its recorded offset is where the partition
