@@ -143,7 +143,7 @@ PRODUCT = frozenset(
     {"collector", "writer", "capture", "dataset", "episode", "devices", "kafka", "lake", "ops"}
 )
 #: Modules that stand below everything: the error root, endpoint settings, log formatting.
-FOUNDATIONS = frozenset({"errors", "endpoints", "logs"})
+FOUNDATIONS = frozenset({"errors", "endpoints", "logs", "metrics_http"})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Final
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -34,8 +33,8 @@ from pyiceberg.table import Table
 from robolake.dataset.errors import DatasetError
 from robolake.endpoints import Endpoints
 from robolake.episode.ids import episode_date
+from robolake.episode.shards import INDEX_PREFIX, SHARDS_PREFIX, shard_schema
 from robolake.episode.shards import episodes_index as index_description
-from robolake.episode.shards import shard_schema
 from robolake.episode.stream_types import default_registry
 from robolake.lake import layout as lake_layout
 from robolake.lake.catalog import LakeTables
@@ -43,9 +42,6 @@ from robolake.lake.errors import CatalogUnavailable
 from robolake.lake.schema import table_arrow_schema
 
 log = logging.getLogger(__name__)
-
-SHARDS_PREFIX: Final = "shards"
-INDEX_PREFIX: Final = "index/episodes"
 
 
 def s3_filesystem(endpoints: Endpoints) -> pafs.S3FileSystem:

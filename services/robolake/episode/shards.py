@@ -33,6 +33,9 @@ DEFAULT_SHARD_PATH: Final = (
 DEFAULT_INDEX_PATH: Final = (
     "index/episodes/date={date}/{topic}+{partition:03d}+{first_offset:019d}.parquet"
 )
+#: Key prefixes of the two families of the bucket layout (readers list them; nothing else may).
+SHARDS_PREFIX: Final = DEFAULT_SHARD_PATH.split("/", 1)[0]
+INDEX_PREFIX: Final = "/".join(DEFAULT_INDEX_PATH.split("/")[:2])
 #: Table description of the episodes index.
 EPISODES_INDEX_TABLE: Final = "tables/episodes_index.v1.json"
 

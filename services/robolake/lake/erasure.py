@@ -37,7 +37,6 @@ from robolake.lake.errors import LakeError
 from robolake.lake.maintenance import (
     Bucket,
     Maintenance,
-    compacted_key,
     encode,
     file_schema,
     partitions,
@@ -136,7 +135,7 @@ def erase(
             kept = rows.filter(pc.invert(hit))
             new = []
             for data in encode(kept, TARGET_FILE_BYTES) if kept.num_rows else []:
-                key = compacted_key(prefix, part.date)
+                key = layout.rewritten_key(prefix, part.date, "erasure")
                 bucket.put(key, data)
                 new.append((key, data))
             result = maintenance.replace_files(name, part, old, new, planned)
@@ -183,7 +182,7 @@ def _audit(
         schema=AUDIT_SCHEMA,
     )
     data = next(iter(encode(conform(rows, info.file_schema, when.date()), TARGET_FILE_BYTES)))
-    key = compacted_key(info.prefix, when.date()).replace("/compacted-", "/erasure-")
+    key = layout.rewritten_key(info.prefix, when.date(), "erasure")
     bucket.put(key, data)
     append_files(
         tables, layout.ERASURES_TABLE, [(key, pq.read_metadata(pa.BufferReader(data)), len(data))]

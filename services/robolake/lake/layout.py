@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from typing import Final
 
 DEFAULT_NAMESPACE: Final = "robolake"
@@ -78,6 +79,14 @@ def data_file_key(
     """Bucket key of one data file a flush writes into ``table``."""
     stem = flush_name(topic, partition, first_offset, flush, token)
     return f"{table_prefix(namespace, table)}/data/date={date.isoformat()}/{stem}.parquet"
+
+
+def rewritten_key(prefix: str, date: dt.date | None, kind: str) -> str:
+    """Bucket key of a file written by maintenance, not by a flush (``kind``: ``compacted``,
+    ``erasure`` ...) in the table at ``prefix``: a fresh name each time, so a rerun after a
+    crash never overwrites a file a commit may reference."""
+    folder = f"date={date.isoformat()}/" if date is not None else ""
+    return f"{prefix}/data/{folder}{kind}-{uuid.uuid4().hex}.parquet"
 
 
 def checkpoint_key(topic: str, partition: int, first_offset: int, flush: int, token: str) -> str:

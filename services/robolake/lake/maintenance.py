@@ -45,7 +45,6 @@ import re
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
@@ -54,16 +53,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import urllib3
-from aiohttp import web
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
-    generate_latest,
 )
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -95,6 +91,7 @@ from robolake.lake.errors import CatalogUnavailable, LakeError
 from robolake.lake.offsets import CHECKPOINTS_KEY, carried_all
 from robolake.lake.schema import DATE_COLUMN, TARGET_FILE_BYTES, conform, table_arrow_schema
 from robolake.lake.schema import with_field_ids as _with_field_ids
+from robolake.metrics_http import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +128,8 @@ TASKS: Final[tuple[Task, ...]] = get_args(Task)
 
 
 def compacted_key(prefix: str, date: dt.date | None) -> str:
-    """Bucket key of a new compacted file of the table at ``prefix``: a fresh name each time,
-    so a rerun after a crash never overwrites a file a commit may reference.
-
-    (It belongs next to ``layout.data_file_key``; kept here while that module is being changed.)
-    """
-    folder = f"date={date.isoformat()}/" if date is not None else ""
-    return f"{prefix}/data/{folder}compacted-{uuid.uuid4().hex}.parquet"
+    """Bucket key of a new compacted file of the table at ``prefix``."""
+    return layout.rewritten_key(prefix, date, "compacted")
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -1166,28 +1158,6 @@ def run_cycle(maintenance: Maintenance, cycle: Cycle) -> None:
         maintenance.observe(names)
 
 
-async def _metrics_server(
-    stack: contextlib.AsyncExitStack, metrics: MaintenanceMetrics, host: str, port: int
-) -> None:
-    async def handler(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", handler)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        raise LakeError(
-            f"cannot serve /metrics on {host}:{port} ({exc.strerror or exc}); pick another "
-            "--metrics-port"
-        ) from exc
-
-
 async def serve(
     maintenance: Maintenance,
     cycle: Cycle,
@@ -1213,7 +1183,9 @@ async def serve(
                 loop.add_signal_handler(sig, stop.set)
                 stack.callback(loop.remove_signal_handler, sig)
         if metrics_port is not None:
-            await _metrics_server(stack, maintenance.metrics, metrics_host, metrics_port)
+            await serve_metrics(
+                stack, maintenance.metrics.registry, metrics_host, metrics_port, error=LakeError
+            )
             log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
         watcher = asyncio.create_task(_relay(stop, maintenance.stop))
         stack.callback(watcher.cancel)

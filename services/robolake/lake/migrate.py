@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 
 from robolake.endpoints import Endpoints
 from robolake.episode.shards import (
-    DEFAULT_INDEX_PATH,
-    DEFAULT_SHARD_PATH,
+    INDEX_PREFIX,
+    SHARDS_PREFIX,
     episodes_index,
     parquet_write_options,
     rows_per_row_group,
@@ -45,8 +45,6 @@ from robolake.lake.schema import conform
 
 log = logging.getLogger(__name__)
 
-SHARDS_PREFIX = DEFAULT_SHARD_PATH.split("/", 1)[0] + "/"
-INDEX_PREFIX = "/".join(DEFAULT_INDEX_PATH.split("/")[:2]) + "/"
 _SHARD = re.compile(r"^shards/([a-z][a-z0-9_]*\.v\d+)/date=(\d{4}-\d{2}-\d{2})/([^/]+)\.parquet$")
 _INDEX = re.compile(r"^index/episodes/date=(\d{4}-\d{2}-\d{2})/([^/]+)\.parquet$")
 
@@ -106,7 +104,7 @@ def plan(tables: LakeTables, bucket: Bucket) -> MigrationReport:
             )
         return present[name]
 
-    for prefix in (SHARDS_PREFIX, INDEX_PREFIX):
+    for prefix in (f"{SHARDS_PREFIX}/", f"{INDEX_PREFIX}/"):
         for obj in bucket.list(prefix):
             shard, index = _SHARD.match(obj.key), _INDEX.match(obj.key)
             if shard is not None:

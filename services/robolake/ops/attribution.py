@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from robolake.dataset.storage import SHARDS_PREFIX
+from robolake.episode.shards import SHARDS_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robolake.dataset.storage import (
-    INDEX_PREFIX,
-    SHARDS_PREFIX,
     data_files,
     s3_filesystem,
     stored_totals,
     uses_tables,
 )
 from robolake.endpoints import Endpoints
+from robolake.episode.shards import INDEX_PREFIX, SHARDS_PREFIX
 from robolake.ops.attribution import ShardAttribution, StoredFile, is_shard, list_files
 from robolake.ops.episodes import LegacySource, read_index, recorded_seconds, with_organisation
 
@@ -77,29 +76,21 @@ def scan(
     stored bytes from their summaries; only the bucket layout is listed.
     """
     if uses_tables(endpoints):
-        shard_files = [
-            StoredFile(f.key, f.size, 0) for f in data_files(endpoints)
-        ]  # keys are never reused in the tables, so (key, size) identifies a file's content
-        bytes_by_episode = attribution.bytes_by_episode(shard_files)
-        episodes = enrich(read_index(endpoints), bytes_by_episode, legacy)
-        attributed = int(pc.sum(episodes["bytes"]).as_py() or 0)
+        # Keys are never reused in the tables, so (key, size) identifies a file's content.
+        shards = [StoredFile(f.key, f.size, 0) for f in data_files(endpoints)]
         stored, _ = stored_totals(endpoints)
-        return Inventory(
-            stored_bytes=stored,
-            shard_files=len(shard_files),
-            unindexed_bytes=sum(bytes_by_episode.values()) - attributed,
-            episodes=episodes,
-        )
-    fs = s3_filesystem(endpoints)
-    bucket = endpoints.s3_bucket
-    shard_objects = list_files(fs, bucket, SHARDS_PREFIX)
-    index_objects = list_files(fs, bucket, INDEX_PREFIX.split("/")[0])
-    shards = [f for f in shard_objects if is_shard(f.key)]
+    else:
+        fs = s3_filesystem(endpoints)
+        bucket = endpoints.s3_bucket
+        shard_objects = list_files(fs, bucket, SHARDS_PREFIX)
+        index_objects = list_files(fs, bucket, INDEX_PREFIX.split("/")[0])
+        shards = [f for f in shard_objects if is_shard(f.key)]
+        stored = sum(f.size for f in (*shard_objects, *index_objects))
     bytes_by_episode = attribution.bytes_by_episode(shards)
     episodes = enrich(read_index(endpoints), bytes_by_episode, legacy)
     attributed = int(pc.sum(episodes["bytes"]).as_py() or 0)
     return Inventory(
-        stored_bytes=sum(f.size for f in (*shard_objects, *index_objects)),
+        stored_bytes=stored,
         shard_files=len(shards),
         unindexed_bytes=sum(bytes_by_episode.values()) - attributed,
         episodes=episodes,

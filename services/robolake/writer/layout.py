@@ -18,7 +18,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from robolake.episode.shards import episodes_index, index_path, shard_path, shard_schema
+from robolake.episode.shards import index_path, shard_path, shard_schema
 from robolake.episode.stream_types import StreamType
 from robolake.lake import layout as lake_layout
 from robolake.lake.catalog import TableInfo
@@ -78,7 +78,7 @@ class BucketLayout:
         return table.cast(shard_schema(stream_type))
 
     def index_rows(self, table: pa.Table, date: dt.date) -> pa.Table:
-        return table.cast(episodes_index().schema)
+        return table  # ``index_table`` builds the contract's schema
 
 
 BUCKET_LAYOUT = BucketLayout()
@@ -129,8 +129,9 @@ class TableLayout:
 
     def shard_rows(self, table: pa.Table, stream_type: StreamType, date: dt.date) -> pa.Table:
         info = self.schemas.info(lake_layout.shard_table(stream_type.key))
-        return conform(table.cast(shard_schema(stream_type)), info.file_schema, date)
+        # Buffered rows are in the contract's columns already (``to_shard_rows``).
+        return conform(table, info.file_schema, date)
 
     def index_rows(self, table: pa.Table, date: dt.date) -> pa.Table:
         info = self.schemas.info(lake_layout.INDEX_TABLE)
-        return conform(table.cast(episodes_index().schema), info.file_schema, date)
+        return conform(table, info.file_schema, date)

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from robolake.episode.shards import INDEX_PREFIX, SHARDS_PREFIX
 from robolake.episode.stream_types import StreamType
 from robolake.lake import layout as lake_layout
 from robolake.lake.catalog import LakeTables
@@ -115,7 +116,8 @@ class BucketLedger:
 
     def stored_bytes(self) -> int:
         """Listing the bucket: the layout has no other record of what it holds."""
-        return sum(o.size for prefix in ("shards/", "index/") for o in self.store.list(prefix))
+        prefixes = (f"{SHARDS_PREFIX}/", f"{INDEX_PREFIX}/")
+        return sum(o.size for prefix in prefixes for o in self.store.list(prefix))
 
 
 class TableLedger:

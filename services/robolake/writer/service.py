@@ -12,13 +12,11 @@ import logging
 import signal
 import uuid
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from robolake.endpoints import Endpoints
 from robolake.kafka.producer import ProducerFactory, aiokafka_producer, start_when_reachable
 from robolake.lake.catalog import LakeTables
 from robolake.lake.errors import CatalogUnavailable
+from robolake.metrics_http import serve_metrics
 from robolake.writer.consumer import Writer
 from robolake.writer.deadletters import KafkaDeadLetters
 from robolake.writer.errors import WriterError
@@ -28,28 +26,6 @@ from robolake.writer.settings import WriterSettings
 from robolake.writer.storage import MinioStore, ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-async def _metrics_server(
-    stack: contextlib.AsyncExitStack, metrics: WriterMetrics, host: str, port: int
-) -> None:
-    async def handler(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", handler)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        raise WriterError(
-            f"cannot serve /metrics on {host}:{port} ({exc.strerror or exc}); is another "
-            "process (another writer?) on that port? Stop it or pick another --metrics-port"
-        ) from exc
 
 
 async def _ledger(
@@ -114,7 +90,15 @@ async def serve(
         metrics = metrics or WriterMetrics()
         store = store or MinioStore(endpoints, part_bytes=settings.part_bytes)
         if settings.metrics_port is not None:
-            await _metrics_server(stack, metrics, settings.metrics_host, settings.metrics_port)
+            await serve_metrics(
+                stack,
+                metrics.registry,
+                settings.metrics_host,
+                settings.metrics_port,
+                error=WriterError,
+                hint="is another process (another writer?) on that port? Stop it or pick "
+                "another --metrics-port",
+            )
             log.info(
                 "metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
             )

@@ -17,9 +17,7 @@ from writer_harness import (
     Produced,
     assert_exact,
     indexed,
-    produce_episode,
-    producer,
-    small_episode,
+    produce_episodes,
     spawn_writer,
     table_files,
     wait_until,
@@ -30,22 +28,12 @@ from robolake.endpoints import Endpoints
 from robolake.lake.migrate import migrate
 
 
-async def _produce(endpoints: Endpoints, topic: str, seeds: range, produced: Produced) -> None:
-    kafka = producer(endpoints.kafka_bootstrap)
-    await kafka.start()
-    try:
-        for seed in seeds:
-            await produce_episode(kafka, topic, small_episode(seed), produced)
-    finally:
-        await kafka.stop()
-
-
 async def test_migrate_registers_the_bucket_layout_once_and_the_writer_goes_on(
     endpoints: Endpoints, kafka_topic: str, dlq_topic: str, s3_client: Minio, tmp_path: Path
 ) -> None:
     bucket = endpoints.s3_bucket
     produced = Produced()
-    await _produce(endpoints, kafka_topic, range(700, 703), produced)
+    await produce_episodes(endpoints, kafka_topic, range(700, 703), produced)
     # One consumer group for both writers, as in a deployment switching its writers over.
     settings = writer_settings(kafka_topic, dlq_topic, record="bucket")
     old = spawn_writer(tmp_path / "old.log", endpoints, settings)
@@ -75,7 +63,7 @@ async def test_migrate_registers_the_bucket_layout_once_and_the_writer_goes_on(
     assert again.already == len(dry.to_do)
     assert_exact(s3_client, bucket, produced, tables=endpoints)
 
-    await _produce(endpoints, kafka_topic, range(703, 705), produced)
+    await produce_episodes(endpoints, kafka_topic, range(703, 705), produced)
     new = spawn_writer(tmp_path / "new.log", endpoints, replace(settings, record="tables"))
     try:
         await wait_until(

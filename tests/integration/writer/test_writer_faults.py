@@ -14,9 +14,7 @@ from writer_harness import (
     assert_exact,
     indexed,
     object_keys,
-    produce_episode,
-    producer,
-    small_episode,
+    produce_episodes,
     spawn_writer,
     start_writer,
     wait_until,
@@ -30,16 +28,6 @@ from robolake.writer.settings import ENV_UPLOAD_PAUSE
 from robolake.writer.storage import MinioStore
 
 
-async def _produce(endpoints: Endpoints, topic: str, seeds: range, produced: Produced) -> None:
-    kafka = producer(endpoints.kafka_bootstrap)
-    await kafka.start()
-    try:
-        for seed in seeds:
-            await produce_episode(kafka, topic, small_episode(seed), produced)
-    finally:
-        await kafka.stop()
-
-
 async def test_kill_9_mid_flush_then_restart_gives_exactly_the_same_rows(
     endpoints: Endpoints, kafka_topic: str, dlq_topic: str, s3_client: Minio, tmp_path: Path
 ) -> None:
@@ -48,12 +36,12 @@ async def test_kill_9_mid_flush_then_restart_gives_exactly_the_same_rows(
     first = spawn_writer(log_path, endpoints, settings, env={ENV_UPLOAD_PAUSE: "1.0"})
     produced = Produced()
     try:
-        await _produce(endpoints, kafka_topic, range(300, 303), produced)
+        await produce_episodes(endpoints, kafka_topic, range(300, 303), produced)
         # Wait for one committed flush, then produce more and wait for the next flush to be
         # half uploaded (the first flush may well have taken everything produced so far).
         await wait_until(lambda: "flushed offsets" in first.log(), timeout=60, what="a flush")
         seen = first.log().count("fault injection")
-        await _produce(endpoints, kafka_topic, range(303, 306), produced)
+        await produce_episodes(endpoints, kafka_topic, range(303, 306), produced)
         await wait_until(
             lambda: first.log().count("fault injection") > seen,
             timeout=60,
@@ -94,17 +82,17 @@ async def test_two_writers_and_rebalances_lose_and_duplicate_nothing(
     a = spawn_writer(tmp_path / "a.log", endpoints, settings)
     b = None
     try:
-        await _produce(endpoints, kafka_topic, range(400, 402), produced)
+        await produce_episodes(endpoints, kafka_topic, range(400, 402), produced)
         await wait_until(lambda: "flushed offsets" in a.log(), timeout=60, what="writer A flushing")
         b = spawn_writer(tmp_path / "b.log", endpoints, settings)
-        await _produce(endpoints, kafka_topic, range(402, 404), produced)
+        await produce_episodes(endpoints, kafka_topic, range(402, 404), produced)
         await wait_until(
             lambda: "resuming at committed offset" in b.log(), timeout=60, what="B assigned"
         )
-        await _produce(endpoints, kafka_topic, range(404, 405), produced)
+        await produce_episodes(endpoints, kafka_topic, range(404, 405), produced)
         a.signal(signal.SIGTERM)  # B takes over every partition
         assert a.wait() == 0, a.log()[-3000:]
-        await _produce(endpoints, kafka_topic, range(405, 407), produced)
+        await produce_episodes(endpoints, kafka_topic, range(405, 407), produced)
         await wait_until(
             lambda: len(indexed(s3_client, bucket, tables=endpoints)) == len(produced.episodes),
             timeout=90,
@@ -157,7 +145,7 @@ async def test_minio_stopped_during_a_flush_recovers_by_itself_without_loss(
     produced = Produced()
     restarted = False
     try:
-        await _produce(endpoints, kafka_topic, range(500, 503), produced)
+        await produce_episodes(endpoints, kafka_topic, range(500, 503), produced)
         await wait_until(
             lambda: (
                 writer.value("robolake_writer_flush_failures_total") >= 2

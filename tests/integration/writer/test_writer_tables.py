@@ -21,9 +21,7 @@ from writer_harness import (
     assert_exact,
     indexed,
     object_keys,
-    produce_episode,
-    producer,
-    small_episode,
+    produce_episodes,
     spawn_writer,
     table_files,
     wait_until,
@@ -35,16 +33,6 @@ from robolake.lake import layout
 from robolake.lake.catalog import LakeTables
 from robolake.lake.offsets import recorded
 from robolake.writer.settings import ENV_COMMIT_PAUSE, ENV_UPLOAD_PAUSE
-
-
-async def _produce(endpoints: Endpoints, topic: str, seeds: range, produced: Produced) -> None:
-    kafka = producer(endpoints.kafka_bootstrap)
-    await kafka.start()
-    try:
-        for seed in seeds:
-            await produce_episode(kafka, topic, small_episode(seed), produced)
-    finally:
-        await kafka.stop()
 
 
 def _token(log: str) -> str:
@@ -73,10 +61,10 @@ async def test_kill_9_between_upload_and_commit_leaves_orphans_never_duplicates(
     first = spawn_writer(log_path, endpoints, settings, env={ENV_UPLOAD_PAUSE: "1.0"})
     produced = Produced()
     try:
-        await _produce(endpoints, kafka_topic, range(300, 303), produced)
+        await produce_episodes(endpoints, kafka_topic, range(300, 303), produced)
         await wait_until(lambda: "flushed offsets" in first.log(), timeout=60, what="a flush")
         seen = first.log().count("fault injection")
-        await _produce(endpoints, kafka_topic, range(303, 306), produced)
+        await produce_episodes(endpoints, kafka_topic, range(303, 306), produced)
         await wait_until(
             lambda: first.log().count("fault injection") > seen,
             timeout=60,
@@ -113,7 +101,7 @@ async def test_kill_9_between_the_table_commits_of_one_flush_stores_each_chunk_o
     settings = writer_settings(kafka_topic, dlq_topic, record="tables")
     log_path = tmp_path / "writer.log"
     produced = Produced()
-    await _produce(endpoints, kafka_topic, range(400, 404), produced)
+    await produce_episodes(endpoints, kafka_topic, range(400, 404), produced)
     first = spawn_writer(log_path, endpoints, settings, env={ENV_COMMIT_PAUSE: "60"})
     try:
         await wait_until(
@@ -149,7 +137,7 @@ async def test_a_thawed_zombie_writer_lands_nothing(
 ) -> None:
     settings = writer_settings(kafka_topic, dlq_topic, record="tables", flush_age_s=2.0)
     produced = Produced()
-    await _produce(endpoints, kafka_topic, range(500, 503), produced)
+    await produce_episodes(endpoints, kafka_topic, range(500, 503), produced)
     # The zombie holds still after each upload, so it can be frozen with files uploaded and
     # nothing committed.
     zombie = spawn_writer(tmp_path / "zombie.log", endpoints, settings, env={ENV_UPLOAD_PAUSE: "3"})
@@ -181,7 +169,7 @@ async def test_a_thawed_zombie_writer_lands_nothing(
             timeout=120,
             what="the thawed zombie trying to commit",
         )
-        await _produce(endpoints, kafka_topic, range(503, 505), produced)
+        await produce_episodes(endpoints, kafka_topic, range(503, 505), produced)
         await wait_until(
             lambda: (
                 len(indexed(s3_client, endpoints.s3_bucket, tables=endpoints))

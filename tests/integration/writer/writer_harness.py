@@ -112,6 +112,19 @@ async def produce_episode(
     return chunks
 
 
+async def produce_episodes(
+    endpoints: Endpoints, topic: str, seeds: Iterable[int], produced: Produced
+) -> None:
+    """Produce one complete :func:`small_episode` per seed, with a producer of its own."""
+    kafka = producer(endpoints.kafka_bootstrap)
+    await kafka.start()
+    try:
+        for seed in seeds:
+            await produce_episode(kafka, topic, small_episode(seed), produced)
+    finally:
+        await kafka.stop()
+
+
 async def send_chunk(
     kafka: AIOKafkaProducer,
     topic: str,
