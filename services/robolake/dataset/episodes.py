@@ -14,6 +14,7 @@ asks the registry what the device's organisation is now.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -25,11 +26,22 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    GreaterThanOrEqual,
+    In,
+    LessThan,
+    Reference,
+)
+from pyiceberg.expressions.literals import literal
 
 from robolake.dataset.errors import DatasetError
-from robolake.dataset.storage import Snapshots, episodes_index, has_index
+from robolake.dataset.storage import Snapshots, episodes_index, has_index, uses_tables
 from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
+from robolake.episode.ids import episode_date
 from robolake.episode.shards import QUALITY_FLAGS
 from robolake.episode.shards import episodes_index as index_description
 
@@ -213,11 +225,16 @@ def read_index(
     with_manifest: bool = False,
     columns: Sequence[str] | None = None,
     snapshots: Snapshots | None = None,
+    criteria: EpisodeFilter | None = None,
 ) -> pa.Table:
-    """The current (newest) index row of every episode.
+    """The current (newest) index row of every episode -- of every episode that may meet
+    ``criteria``, if given: :func:`filter_index` still has to be applied.
 
     ``columns`` narrows what is read (it must include ``episode_id`` and ``indexed_at``);
     ``snapshots`` pins the tables' snapshots (:func:`robolake.dataset.storage.current_snapshots`).
+    From the tables, ``criteria`` is pushed down (:func:`index_pushdown`): only the files whose
+    partitions and statistics can hold a match are read, so a selective query costs what its
+    answer does, not what the index holds.
     """
     if columns is not None:
         columns = list(columns)
@@ -227,10 +244,85 @@ def read_index(
             for name in index_description().schema.names
             if with_manifest or name not in HEAVY_COLUMNS
         ]
+    pushed = index_pushdown(criteria) if criteria is not None else None
+    if pushed is not None and uses_tables(endpoints):
+        return _pushed_down(endpoints, columns, snapshots, *pushed)
     if not has_index(endpoints, snapshots=snapshots):
         return empty_index(columns)
     table = episodes_index(endpoints, snapshots=snapshots).to_table(columns=columns)
     return newest_rows(table)
+
+
+def index_pushdown(criteria: EpisodeFilter) -> tuple[BooleanExpression, pc.Expression] | None:
+    """What of ``criteria`` can be decided before the newest row per episode is chosen: an
+    Iceberg expression for planning and a pyarrow one for rows, over the manifest's fields
+    (scene, task, robot type, capture point, id, start). None when nothing can be.
+
+    They only find *candidates*: the newest-row rule is applied to every row of each candidate
+    (:func:`_pushed_down`), so an episode whose older row matched and newest does not is still
+    dropped by :func:`filter_index`. Completeness, flags and organisations change between
+    rows or need the legacy fallback, and are never pushed down.
+    """
+    planned: list[BooleanExpression] = []
+    rows: list[pc.Expression] = []
+    in_sets = {
+        "scene": criteria.scenes,
+        "robot_type": criteria.robot_types,
+        "capture_point_id": criteria.capture_points,
+        "episode_id": criteria.episode_ids,
+    }
+    for column, values in in_sets.items():
+        if values:
+            planned.append(_one_of(column, values))
+            rows.append(pc.field(column).isin(list(values)))
+    if criteria.started_from is not None:
+        since = _utc(criteria.started_from)
+        planned.append(GreaterThanOrEqual(term=Reference("started_at"), value=literal(since)))
+        rows.append(pc.field("started_at") >= _timestamp(since))
+    if criteria.started_before is not None:
+        before = _utc(criteria.started_before)
+        planned.append(LessThan(term=Reference("started_at"), value=literal(before)))
+        rows.append(pc.field("started_at") < _timestamp(before))
+    if criteria.task:
+        rows.append(pc.match_substring(pc.field("task"), criteria.task, ignore_case=True))
+    if not rows:
+        return None
+    plan: BooleanExpression = AlwaysTrue()
+    for expression in planned:
+        plan = And(plan, expression)
+    condition = rows[0]
+    for expression in rows[1:]:
+        condition = condition & expression
+    return plan, condition
+
+
+def _one_of(column: str, values: Collection[str]) -> BooleanExpression:
+    return In(term=Reference(column), values={literal(v) for v in values})
+
+
+def _pushed_down(
+    endpoints: Endpoints,
+    columns: list[str],
+    snapshots: Snapshots | None,
+    plan: BooleanExpression,
+    condition: pc.Expression,
+) -> pa.Table:
+    """Newest rows of the candidates of a pushed-down filter: first the ids of rows meeting
+    it (pruned files only), then every row of those episodes (pruned to their dates and id
+    bounds), of which the newest per episode is kept."""
+    found = episodes_index(endpoints, snapshots=snapshots, row_filter=plan).to_table(
+        columns=["episode_id"], filter=condition
+    )
+    ids = sorted(set(found["episode_id"].to_pylist()))
+    if not ids:
+        return empty_index(columns)
+    candidates = _one_of("episode_id", ids)
+    with contextlib.suppress(ValueError):  # an id that is not a UUIDv7 has no date to prune by
+        candidates = And(_one_of("date", {episode_date(i).isoformat() for i in ids}), candidates)
+    rows = episodes_index(endpoints, snapshots=snapshots, row_filter=candidates).to_table(
+        columns=columns, filter=pc.field("episode_id").isin(ids)
+    )
+    return newest_rows(rows)
 
 
 def with_organisation(table: pa.Table, legacy: LegacySource = None) -> pa.Table:

@@ -119,9 +119,19 @@ class RobolakeDataset:
         return self._index
 
     def select(self, criteria: EpisodeFilter | None = None) -> pa.Table:
-        """Index rows of the episodes meeting ``criteria``, sorted by episode id."""
-        table = self.index()
-        return filter_index(table, criteria) if criteria is not None else table
+        """Index rows of the episodes meeting ``criteria``, sorted by episode id.
+
+        With the index not read yet, ``criteria`` is pushed down to the tables' partitions and
+        statistics (:func:`~robolake.dataset.episodes.read_index`), so a selective query over a
+        million episodes reads the files that can hold its answer, not the index.
+        """
+        if criteria is None:
+            return self.index()
+        if self._index is not None:
+            return filter_index(self._index, criteria)
+        table = read_index(self.endpoints, snapshots=self.snapshots, criteria=criteria)
+        legacy = self.organisations or self.devices_file
+        return filter_index(with_organisation(table, legacy), criteria)
 
     def episodes(self, criteria: EpisodeFilter | None = None) -> list[EpisodeInfo]:
         """The episodes meeting ``criteria``, sorted by episode id (= by creation time)."""
@@ -129,7 +139,7 @@ class RobolakeDataset:
 
     def episode(self, episode_id: str) -> EpisodeInfo:
         """One episode by id; a :class:`DatasetError` if the index has no such episode."""
-        found = self.episodes(EpisodeFilter(episode_ids=(episode_id,)))
+        found = episode_infos(filter_index(self.index(), EpisodeFilter(episode_ids=(episode_id,))))
         if not found:
             raise DatasetError(f"episode {episode_id} is not in the index of {self.url}")
         return found[0]

@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -27,7 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from pyiceberg.exceptions import NoSuchTableError
-from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.manifest import DataFileContent, ManifestContent, ManifestFile
 from pyiceberg.table import Table
 
 from robolake.dataset.errors import DatasetError
@@ -161,7 +163,7 @@ def _planned(
     endpoints: Endpoints,
     name: str,
     snapshots: Snapshots | None,
-    row_filter: str | None = None,
+    row_filter: str | BooleanExpression | None = None,
 ) -> list[str] | None:
     """``bucket/key`` paths of the table's data files (None: the table does not exist)."""
     table = _table(endpoints, name)
@@ -213,6 +215,48 @@ def data_files(endpoints: Endpoints, *, index: bool = False) -> list[DataFile]:
             key = lake_layout.key_of(task.file.file_path, endpoints.s3_bucket)
             found.append(DataFile(name, key, int(task.file.file_size_in_bytes)))
     return sorted(found, key=lambda f: f.key)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """One data manifest of a shard table's current snapshot. Manifests are immutable: a
+    commit adds new ones and drops replaced ones, never edits one, so what a manifest lists
+    can be computed once per path and kept."""
+
+    table: str
+    path: str
+    #: Reads the live data files the manifest lists (its Avro file: one GET).
+    read: Callable[[], list[DataFile]] = dataclasses.field(compare=False, repr=False)
+
+
+def shard_manifests(endpoints: Endpoints) -> list[Manifest]:
+    """The data manifests of every shard table's current snapshot, from each snapshot's
+    manifest list: what changed since a previous call is the manifests it did not return."""
+    lake = _lake(endpoints)
+    if lake is None:
+        return []
+    found = []
+    for name in lake.shard_tables():
+        table = _table(endpoints, name)
+        snapshot = table.current_snapshot() if table is not None else None
+        if table is None or snapshot is None:
+            continue
+        for manifest in snapshot.manifests(table.io):
+            if manifest.content != ManifestContent.DATA:
+                continue
+            read = functools.partial(_manifest_files, endpoints.s3_bucket, name, table, manifest)
+            found.append(Manifest(name, manifest.manifest_path, read))
+    return found
+
+
+def _manifest_files(bucket: str, name: str, table: Table, manifest: ManifestFile) -> list[DataFile]:
+    files = []
+    for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+        if entry.data_file.content != DataFileContent.DATA:
+            continue
+        key = lake_layout.key_of(entry.data_file.file_path, bucket)
+        files.append(DataFile(name, key, int(entry.data_file.file_size_in_bytes)))
+    return files
 
 
 def stored_totals(endpoints: Endpoints) -> tuple[int, int]:
@@ -277,8 +321,16 @@ def _shard_schema(stream_type: str) -> pa.Schema:
     return table_arrow_schema(shard_schema(default_registry().get(name, int(version))))
 
 
-def episodes_index(endpoints: Endpoints, *, snapshots: Snapshots | None = None) -> ds.Dataset:
+def episodes_index(
+    endpoints: Endpoints,
+    *,
+    snapshots: Snapshots | None = None,
+    row_filter: BooleanExpression | None = None,
+) -> ds.Dataset:
     """The episodes index (rows may repeat per episode; the newest ``indexed_at`` wins).
+
+    From the tables, ``row_filter`` prunes the files planned (partitions, column statistics);
+    rows are not filtered, and the listing layout, with no statistics to plan from, ignores it.
 
     Read with the contract's schema, not one inferred from a file: pyarrow would take the first
     file's, and index files written before a column was added (``organisation``) lack it, so a
@@ -286,7 +338,7 @@ def episodes_index(endpoints: Endpoints, *, snapshots: Snapshots | None = None) 
     the contract's schema a missing column reads as nulls.
     """
     if _lake(endpoints) is not None:
-        paths = _planned(endpoints, lake_layout.INDEX_TABLE, snapshots) or []
+        paths = _planned(endpoints, lake_layout.INDEX_TABLE, snapshots, row_filter) or []
         return _files_dataset(endpoints, paths, index_description().schema)
     return open_index(f"{endpoints.s3_bucket}/{INDEX_PREFIX}", s3_filesystem(endpoints))
 

@@ -16,8 +16,10 @@ exporter rescanning the bucket reads only new or rewritten files.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Final
 
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -26,6 +28,9 @@ import pyarrow.parquet as pq
 from robolake.episode.shards import SHARDS_PREFIX
 
 log = logging.getLogger(__name__)
+
+#: Files whose ``episode_id`` column is read at once when new manifests appear.
+READ_THREADS: Final = 16
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,14 @@ class ShardAttribution:
         self._fs = fs
         self._bucket = bucket
         self._cache: dict[str, tuple[StoredFile, dict[str, int]]] = {}
+        #: Per manifest path: its bytes per episode and the files it lists.
+        self._manifests: dict[str, tuple[dict[str, int], list[StoredFile]]] = {}
+        #: Per file key: how many known manifests list it.
+        self._listed: dict[str, int] = {}
+
+    def _cached(self, file: StoredFile) -> bool:
+        cached = self._cache.get(file.key)
+        return cached is not None and cached[0] == file
 
     def split(self, file: StoredFile) -> dict[str, int]:
         """The bytes of one file per episode in it (cached while the file is unchanged)."""
@@ -100,6 +113,49 @@ class ShardAttribution:
         parts = apportion(file.size, episode_rows(self._fs, self._bucket, file.key))
         self._cache[file.key] = (file, parts)
         return parts
+
+    def bytes_by_manifest(
+        self, manifests: Mapping[str, Callable[[], Sequence[StoredFile]]]
+    ) -> tuple[dict[str, int], int]:
+        """Bytes per episode and the number of files over table manifests (path -> reader of
+        the files it lists); forgets manifests not among them.
+
+        A manifest never changes, so its totals are computed once, when it first appears: a
+        rescan reads only new manifests, and costs the number of manifests, not of files.
+        A file listed again by a rewritten manifest is not read again (its split is kept while
+        any known manifest lists it).
+        """
+        new = {
+            path: list(read()) for path, read in manifests.items() if path not in self._manifests
+        }
+        unread = {f.key: f for files in new.values() for f in files if not self._cached(f)}
+        if unread:
+            # A footer and a column per file, S3 round trips more than work: read them at once.
+            with ThreadPoolExecutor(READ_THREADS) as pool:
+                for _ in pool.map(self.split, unread.values()):
+                    pass
+        for path, files in new.items():
+            parts: dict[str, int] = {}
+            for file in files:
+                self._listed[file.key] = self._listed.get(file.key, 0) + 1
+                for episode, size in self.split(file).items():
+                    parts[episode] = parts.get(episode, 0) + size
+            self._manifests[path] = (parts, files)
+        # Only now, so files a new manifest lists again keep their split.
+        for path in set(self._manifests) - set(manifests):
+            _, files = self._manifests.pop(path)
+            for file in files:
+                self._listed[file.key] -= 1
+                if not self._listed[file.key]:
+                    del self._listed[file.key]
+                    self._cache.pop(file.key, None)
+        totals: dict[str, int] = {}
+        count = 0
+        for parts, files in self._manifests.values():
+            count += len(files)
+            for episode, size in parts.items():
+                totals[episode] = totals.get(episode, 0) + size
+        return totals, count
 
     def bytes_by_episode(self, files: Iterable[StoredFile]) -> dict[str, int]:
         """Bytes per episode summed over ``files``; forgets cached files not among them."""

@@ -8,6 +8,7 @@ worth.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robolake.dataset.storage import (
-    data_files,
+    Manifest,
     s3_filesystem,
+    shard_manifests,
     stored_totals,
     uses_tables,
 )
@@ -76,8 +78,11 @@ def scan(
     stored bytes from their summaries; only the bucket layout is listed.
     """
     if uses_tables(endpoints):
-        # Keys are never reused in the tables, so (key, size) identifies a file's content.
-        shards = [StoredFile(f.key, f.size, 0) for f in data_files(endpoints)]
+        # Keys are never reused in the tables, so (key, size) identifies a file's content;
+        # manifests never change, so only new ones are read (O(manifests), not O(files)).
+        bytes_by_episode, shard_files = attribution.bytes_by_manifest(
+            {m.path: functools.partial(_stored, m) for m in shard_manifests(endpoints)}
+        )
         stored, _ = stored_totals(endpoints)
     else:
         fs = s3_filesystem(endpoints)
@@ -86,15 +91,20 @@ def scan(
         index_objects = list_files(fs, bucket, INDEX_PREFIX.split("/")[0])
         shards = [f for f in shard_objects if is_shard(f.key)]
         stored = sum(f.size for f in (*shard_objects, *index_objects))
-    bytes_by_episode = attribution.bytes_by_episode(shards)
+        bytes_by_episode = attribution.bytes_by_episode(shards)
+        shard_files = len(shards)
     episodes = enrich(read_index(endpoints), bytes_by_episode, legacy)
     attributed = int(pc.sum(episodes["bytes"]).as_py() or 0)
     return Inventory(
         stored_bytes=stored,
-        shard_files=len(shards),
+        shard_files=shard_files,
         unindexed_bytes=sum(bytes_by_episode.values()) - attributed,
         episodes=episodes,
     )
+
+
+def _stored(manifest: Manifest) -> list[StoredFile]:
+    return [StoredFile(f.key, f.size, 0) for f in manifest.read()]
 
 
 def aggregate(episodes: pa.Table, keys: Sequence[str]) -> pa.Table:
