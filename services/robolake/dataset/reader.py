@@ -68,6 +68,7 @@ class RobolakeDataset:
         self.registry = registry if registry is not None else default_registry()
         self._filesystem = storage.s3_filesystem(endpoints)
         self._index: pa.Table | None = None
+        self._plans: storage.Plans = {}
 
     @classmethod
     def open(
@@ -184,6 +185,7 @@ class RobolakeDataset:
             filesystem=self._filesystem,
             stream_type=decl.stream_type_key,
             snapshots=self.snapshots,
+            plans=self._plans,
         )
         full = shard_schema(stream_type)
         table = _first_copy_of_each_chunk(pieces, pa.schema([full.field(n) for n in wanted]))

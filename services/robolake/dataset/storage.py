@@ -41,7 +41,7 @@ from robolake.episode.stream_types import default_registry
 from robolake.lake import layout as lake_layout
 from robolake.lake.catalog import LakeTables
 from robolake.lake.errors import CatalogUnavailable
-from robolake.lake.schema import table_arrow_schema
+from robolake.lake.schema import DATE_COLUMN, table_arrow_schema
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,73 @@ def _planned(
         key = lake_layout.key_of(task.file.file_path, endpoints.s3_bucket)
         paths.append(f"{endpoints.s3_bucket}/{key}")
     return sorted(paths)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedFile:
+    """A data file of a pinned snapshot, with what an episode's read prunes by."""
+
+    path: str
+    #: The ``date`` partition (days since the epoch); None if the spec has none.
+    days: int | None
+    #: ``episode_id`` bounds from the manifest (Iceberg truncates them, still bounds); None
+    #: when the file has none.
+    lower: str | None
+    upper: str | None
+
+    def may_hold(self, episode_id: str, days: int | None) -> bool:
+        if days is not None and self.days is not None and days != self.days:
+            return False
+        if self.lower is not None and episode_id < self.lower:
+            return False
+        return self.upper is None or episode_id <= self.upper
+
+
+#: A pinned reader's plans: (table, snapshot id) -> the snapshot's data files. A snapshot never
+#: changes, so each is planned once per reader, not once per episode and stream.
+Plans = dict[tuple[str, int], list[PlannedFile]]
+
+
+def _snapshot_files(endpoints: Endpoints, name: str, snapshot_id: int) -> list[PlannedFile]:
+    table = _table(endpoints, name)
+    if table is None:
+        return []
+    field_id = table.schema().find_field("episode_id").field_id
+    dated = [f.name for f in table.metadata.spec().fields] == [DATE_COLUMN]
+    files = []
+    for task in table.scan(snapshot_id=snapshot_id).plan_files():
+        if task.delete_files:
+            raise DatasetError(
+                f"table {name} has row-level deletes (erasures) that this reader cannot apply "
+                "yet; compact it (robolake compact) first"
+            )
+        entry = task.file
+        lower = (entry.lower_bounds or {}).get(field_id)
+        upper = (entry.upper_bounds or {}).get(field_id)
+        key = lake_layout.key_of(entry.file_path, endpoints.s3_bucket)
+        files.append(
+            PlannedFile(
+                f"{endpoints.s3_bucket}/{key}",
+                int(entry.partition[0]) if dated else None,
+                lower.decode() if lower is not None else None,
+                upper.decode() if upper is not None else None,
+            )
+        )
+    return files
+
+
+def _pinned_paths(
+    endpoints: Endpoints, name: str, snapshot_id: int, episode_id: str, plans: Plans
+) -> list[str]:
+    """``bucket/key`` paths of the files of a pinned snapshot that may hold the episode."""
+    files = plans.get((name, snapshot_id))
+    if files is None:
+        files = plans[(name, snapshot_id)] = _snapshot_files(endpoints, name, snapshot_id)
+    try:
+        days: int | None = (episode_date(episode_id) - dt.date(1970, 1, 1)).days
+    except ValueError:
+        days = None
+    return sorted(f.path for f in files if f.may_hold(episode_id, days))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,6 +442,7 @@ def read_shard_rows(
     filesystem: pafs.FileSystem | None = None,
     stream_type: str | None = None,
     snapshots: Snapshots | None = None,
+    plans: Plans | None = None,
 ) -> list[pa.Table]:
     """The rows of one episode (optionally one stream) in the shard files ``keys``, per file.
 
@@ -386,15 +454,21 @@ def read_shard_rows(
     From the tables (``stream_type`` given), ``keys`` are ignored -- compaction rewrites files,
     so the index's ``shard_files`` only say where rows were first written: the files are planned
     from the table, pruned to the episode's date partition and to files whose ``episode_id``
-    bounds hold it.
+    bounds hold it. A pinned read given ``plans`` (the reader's) plans each table's snapshot
+    once and prunes from that: the snapshot cannot change, and planning per stream read cost
+    a catalog round trip and the manifests every time.
     """
     if stream_type is not None and _lake(endpoints) is not None:
-        # Episode ids are validated UUIDs (no quotes), so the filter text is safe to build.
-        wanted = f"episode_id == '{episode_id}'"
-        with contextlib.suppress(ValueError):
-            wanted += f" and date == '{episode_date(episode_id).isoformat()}'"
         table = lake_layout.shard_table(stream_type)
-        paths = _planned(endpoints, table, snapshots, wanted) or []
+        pinned = snapshots.get(table) if snapshots is not None else None
+        if plans is not None and pinned is not None:
+            paths = _pinned_paths(endpoints, table, pinned, episode_id, plans)
+        else:
+            # Episode ids are validated UUIDs (no quotes), so the filter text is safe to build.
+            wanted = f"episode_id == '{episode_id}'"
+            with contextlib.suppress(ValueError):
+                wanted += f" and date == '{episode_date(episode_id).isoformat()}'"
+            paths = _planned(endpoints, table, snapshots, wanted) or []
         keys = [path.split("/", 1)[1] for path in paths]
     fs = filesystem if filesystem is not None else s3_filesystem(endpoints)
     condition = pc.field("episode_id") == episode_id
