@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from robolake.bench import ceilings, clients, scaling, validation
+from robolake.bench import ceilings, clients, lake, scaling, validation
 from robolake.bench.collector import collector_load
 from robolake.bench.end_to_end import end_to_end
 from robolake.bench.writer import writer_load
@@ -131,6 +131,8 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
     bucket_writer = await writer_load(
         endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES, record="bucket"
     )
+    say("readers and the exporter at scale (bench/lake.py)")
+    lake_figures = await lake.lake_scale(endpoints, workdir, lake.plan(smoke), say)
     # The maximum is the collector's closed-loop rate with its default event loop.
     best = uvloop_figures or collector
     maximum = best.mb_per_s
@@ -218,6 +220,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
         ),
         ("writer table commit ms (mean/flush)", writer.table_commit_mean_ms, None, None, ""),
         ("writer start-up s (join, recovery)", writer.startup_s, None, None, ""),
+        *lake.rows(lake_figures),
         (
             f"e2e {e2e.capture_points} points MB/s (asked 0.5 x max)",
             e2e.mb_per_s,
@@ -339,6 +342,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "collector_uvloop": asdict(uvloop_figures) if uvloop_figures else None,
             "writer": asdict(writer),
             "writer_bucket": asdict(bucket_writer),
+            "lake": asdict(lake_figures),
             "collector_2_processes": asdict(two),
             "producer_sweep": [asdict(p) for p in sweep],
             "e2e": asdict(e2e),
