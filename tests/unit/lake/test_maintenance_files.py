@@ -3,13 +3,15 @@ and keep every row, in order, with the table's field ids."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import random
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from robolake.lake.maintenance import encode
+from robolake.lake.maintenance import encode, encode_slices, merged_slices
 from robolake.lake.schema import PARQUET_FIELD_ID
 
 TARGET = 1024 * 1024
@@ -76,3 +78,39 @@ def test_a_chunk_bigger_than_the_target_stays_in_one_file() -> None:
     files = list(encode(rows, TARGET))
     assert len(files) == 2
     assert pa.concat_tables([pq.read_table(io.BytesIO(f)) for f in files]).equals(rows)
+
+
+def _parquet(rows: pa.Table, row_group_rows: int) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(rows, sink, row_group_size=row_group_rows)
+    return sink.getvalue()
+
+
+def _sort(rows: pa.Table) -> pa.Table:
+    keys = [(k, "ascending") for k in ("episode_id", "stream", "seq", "t_ns")]
+    return rows.take(pc.sort_indices(rows, sort_keys=keys))
+
+
+def test_a_streaming_merge_of_sorted_files_is_the_sort_of_all_their_rows() -> None:
+    # Four "writer flushes" whose episodes interleave, each sorted, in several row groups,
+    # plus one file written out of order: the merge must match sorting everything in memory.
+    rows = _rows(chunks=64, rows_per_chunk=5, frame_bytes=2_000)
+    spread = pa.array([i % 4 for i in range(rows.num_rows)])
+    parts = [_sort(rows.filter(pc.equal(spread, k))) for k in range(4)]
+    shuffled = parts[3].take(pa.array(random.Random(3).sample(range(parts[3].num_rows), 80)))
+    files = [_parquet(p, 37) for p in parts[:3]] + [_parquet(shuffled, 11)]
+    expected = _sort(pa.concat_tables([*parts[:3], shuffled]))
+    count, slices = merged_slices(files, rows.schema, dt.date(2026, 12, 2), 64 * 1024)
+    pieces = list(slices)
+    assert count == expected.num_rows
+    assert len(pieces) > 4  # slices of a quarter of the target, not one table
+    assert pa.concat_tables(pieces).equals(expected)
+    keys = [
+        set(zip(p["episode_id"].to_pylist(), p["seq"].to_pylist(), strict=True)) for p in pieces
+    ]
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            assert not a & b, "a chunk was split over two row groups"
+    files_out = list(encode_slices(rows.schema, iter(pieces), TARGET))
+    read = pa.concat_tables([pq.read_table(io.BytesIO(f)) for f in files_out])
+    assert read.equals(expected)
