@@ -33,6 +33,16 @@ async def test_bench_smoke_measures_every_figure(
     assert report["raw"]["writer"]["table_commits"] > 0
     assert report["raw"]["writer_bucket"]["record"] == "bucket"
     assert figures["writer MB/s, Iceberg commits vs none"]["ratio"] > 0
+    # Readers and the exporter at scale: both readers read the same frames, every committed
+    # file was counted and the query found what was generated (bench/lake.py raises if not).
+    lake = report["raw"]["lake"]
+    assert figures["reader frames/s, pinned tables vs listing"]["ratio"] > 0
+    assert lake["reader_frames"] > 0
+    assert (lake["files_small"], lake["files_large"]) == (100, 1_000)
+    assert figures["exporter scan 1e+03 / 1e+02 files"]["value"] > 0
+    assert lake["query_matches_small"] > 0
+    assert lake["query_matches_large"] > 0
+    assert figures["episode query 1e+04 / 1e+03 eps"]["value"] > 0
     assert report["raw"]["e2e"]["errors"] == {}, report["raw"]["e2e"]
     assert report["raw"]["e2e"]["chunks"] > 0
     assert len(report["raw"]["producer_sweep"]) >= 6
