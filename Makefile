@@ -9,10 +9,12 @@ ROBOLAKE := $(BIN)/robolake
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
+SOAK_MINUTES ?= 60
+SOAK_ARGS ?=
 VENV_INTEROP ?= .venv-interop
 INTEROP_BIN := $(VENV_INTEROP)/bin
 
-.PHONY: help setup demo test chaos interop test-unit test-integration lint bench bench-memory stack-up stack-down stack-status clean
+.PHONY: help setup demo test chaos soak-tables interop test-unit test-integration lint bench bench-memory stack-up stack-down stack-status clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +36,9 @@ test: setup lint ## lint, then every test against a private real stack (started 
 
 chaos: setup ## long fault runs: 30 s Kafka and MinIO outages under load, 1,000-point 10-minute soak
 	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
+
+soak-tables: setup ## sustained run: writer + compaction service for SOAK_MINUTES (60) at 5 MB/s; files vs target, accounting
+	$(BIN)/python -m robolake.bench.soak_tables --minutes $(SOAK_MINUTES) --out bench-results/soak-tables.json $(SOAK_ARGS)
 
 # The interop suite's own venv: pyspark and DuckDB 1.5.5 with its extensions stay out of `dev`.
 $(INTEROP_BIN)/.installed: pyproject.toml
