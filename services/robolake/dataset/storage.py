@@ -120,11 +120,17 @@ def uses_tables(endpoints: Endpoints) -> bool:
     return _lake(endpoints) is not None
 
 
-def _table(endpoints: Endpoints, name: str) -> Table | None:
+def _table(endpoints: Endpoints, name: str, snapshot_id: int | None = None) -> Table | None:
+    """The table, loaded afresh -- unless ``snapshot_id`` (a pinned read) is in the metadata
+    already loaded: a snapshot never changes, so no catalog round trip is needed to read it."""
     lake = _lake(endpoints)
     if lake is None:
         return None
     try:
+        if snapshot_id is not None:
+            known = lake.load(name, refresh=False)
+            if known.snapshot_by_id(snapshot_id) is not None:
+                return known
         return lake.load(name)
     except NoSuchTableError:
         return None
@@ -166,10 +172,10 @@ def _planned(
     row_filter: str | BooleanExpression | None = None,
 ) -> list[str] | None:
     """``bucket/key`` paths of the table's data files (None: the table does not exist)."""
-    table = _table(endpoints, name)
+    snapshot_id = snapshots.get(name) if snapshots is not None else None
+    table = _table(endpoints, name, snapshot_id)
     if table is None:
         return None
-    snapshot_id = snapshots.get(name) if snapshots is not None else None
     if snapshots is not None and snapshot_id is None:
         return []  # the table had no snapshot when the read was pinned
     if snapshot_id is None and table.current_snapshot() is None:
@@ -216,7 +222,7 @@ Plans = dict[tuple[str, int], list[PlannedFile]]
 
 
 def _snapshot_files(endpoints: Endpoints, name: str, snapshot_id: int) -> list[PlannedFile]:
-    table = _table(endpoints, name)
+    table = _table(endpoints, name, snapshot_id)
     if table is None:
         return []
     field_id = table.schema().find_field("episode_id").field_id
