@@ -44,6 +44,7 @@ import pyarrow as pa
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
+from minio.deleteobjects import DeleteObject
 from pyiceberg.manifest import DataFile
 
 from robolake.bench.harness import Service, bench_env, fresh_dataset
@@ -108,7 +109,7 @@ class LakePlan:
 
 FULL: Final = LakePlan(
     reader_mb=300,
-    reader_repeats=3,
+    reader_repeats=5,
     files_small=1_000,
     files_large=100_000,
     file_episodes=200,
@@ -482,6 +483,19 @@ def _upload(endpoints: Endpoints, objects: Sequence[tuple[str, bytes]]) -> None:
             pass
 
 
+def _drop(endpoints: Endpoints) -> None:
+    """Delete a bench dataset's bucket: 10^5 small objects take about 2.8 GB in MinIO (a
+    metadata file per object), more than a shared disk should keep after the figure is taken."""
+    client = s3_client(endpoints)
+    bucket = endpoints.s3_bucket
+    objects = client.list_objects(bucket, recursive=True)
+    errors = list(client.remove_objects(bucket, (DeleteObject(o.object_name) for o in objects)))
+    if errors:
+        log.warning("%d objects of %s not deleted: %s", len(errors), bucket, errors[0])
+        return
+    client.remove_bucket(bucket)
+
+
 def _append(tables: LakeTables, name: str, files: Sequence[DataFile]) -> None:
     """Append ``files`` to ``name`` in commits of :data:`FILES_PER_COMMIT` entries."""
     for start in range(0, len(files), FILES_PER_COMMIT):
@@ -779,6 +793,8 @@ async def _reader_comparison(
             f"{seen['listing'][1]}"
         )
     ids, frames = seen["pinned"]
+    for dataset in (tables_endpoints, bucket_endpoints):
+        await asyncio.to_thread(_drop, dataset)
     return len(ids), frames, seconds["pinned"], seconds["listing"]
 
 
@@ -804,6 +820,8 @@ async def lake_scale(
         f"{large.commit_s:.1f} s; scanning"
     )
     cold, warm = await asyncio.to_thread(_exporter_scans, [small, large], plan.scan_repeats)
+    for file_lake in (small, large):
+        await asyncio.to_thread(_drop, file_lake.endpoints)
 
     progress(f"episode query: indexes of {plan.episodes_small} and {plan.episodes_large} episodes")
     queries = [
@@ -821,6 +839,8 @@ async def lake_scale(
         for i in order:
             lake = (index_small, index_large)[i]
             timings[i].append(await asyncio.to_thread(_query, lake, queries[i]))
+    for index_lake in (index_small, index_large):
+        await asyncio.to_thread(_drop, index_lake.endpoints)
     return LakeFigures(
         reader_episodes=n_episodes,
         reader_frames=frames,
