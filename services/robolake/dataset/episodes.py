@@ -44,6 +44,7 @@ from robolake.endpoints import Endpoints
 from robolake.episode.ids import episode_date
 from robolake.episode.shards import QUALITY_FLAGS
 from robolake.episode.shards import episodes_index as index_description
+from robolake.lake import layout as lake_layout
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,17 @@ class EpisodeInfo:
         raise DatasetError(f"episode {self.episode_id} has no stream {name!r} (has: {declared})")
 
     def shard_files_of(self, stream_type_key: str) -> list[str]:
-        """The shard files of one stream type (``joint_state.v1``) holding this episode's rows."""
+        """The shard files of one stream type (``joint_state.v1``) holding this episode's rows:
+        objects of the bucket layout, or data files of the type's table where they were first
+        written."""
         prefix = f"shards/{stream_type_key}/"
-        return [key for key in self.shard_files if key.startswith(prefix)]
+        table = f"/{lake_layout.shard_table(stream_type_key)}/data/"
+        return [
+            key
+            for key in self.shard_files
+            if key.startswith(prefix)
+            or (key.startswith(f"{lake_layout.LAKE_PREFIX}/") and table in key)
+        ]
 
 
 def _to_ns(value: dt.datetime) -> int:

@@ -250,12 +250,27 @@ def _snapshot_files(endpoints: Endpoints, name: str, snapshot_id: int) -> list[P
 
 
 def _pinned_paths(
-    endpoints: Endpoints, name: str, snapshot_id: int, episode_id: str, plans: Plans
+    endpoints: Endpoints,
+    name: str,
+    snapshot_id: int,
+    episode_id: str,
+    plans: Plans,
+    listed: Sequence[str] = (),
 ) -> list[str]:
-    """``bucket/key`` paths of the files of a pinned snapshot that may hold the episode."""
+    """``bucket/key`` paths of the files of a pinned snapshot that may hold the episode.
+
+    ``listed`` are the files the episode's index row names for this table (where the writer
+    put its rows): when the snapshot still holds every one of them, they are exactly the
+    episode's files. Once compaction or an erasure has replaced one, the snapshot's files are
+    pruned by date and id bounds instead.
+    """
     files = plans.get((name, snapshot_id))
     if files is None:
         files = plans[(name, snapshot_id)] = _snapshot_files(endpoints, name, snapshot_id)
+    if listed:
+        wanted = {f"{endpoints.s3_bucket}/{key}" for key in listed}
+        if wanted <= {f.path for f in files}:
+            return sorted(wanted)
     try:
         days: int | None = (episode_date(episode_id) - dt.date(1970, 1, 1)).days
     except ValueError:
@@ -468,7 +483,7 @@ def read_shard_rows(
         table = lake_layout.shard_table(stream_type)
         pinned = snapshots.get(table) if snapshots is not None else None
         if plans is not None and pinned is not None:
-            paths = _pinned_paths(endpoints, table, pinned, episode_id, plans)
+            paths = _pinned_paths(endpoints, table, pinned, episode_id, plans, keys)
         else:
             # Episode ids are validated UUIDs (no quotes), so the filter text is safe to build.
             wanted = f"episode_id == '{episode_id}'"
