@@ -105,7 +105,7 @@ class SoakSettings:
     #: The topic's retention (``retention.ms``) and segment size, so Kafka deletes what the
     #: writer has long consumed.
     topic_retention_s: float = 600.0
-    topic_segment_bytes: int = 64 * MIB
+    topic_segment_bytes: int = 16 * MIB
     sample_s: float = 30.0
     drain_timeout_s: float = 900.0
     writer_args: tuple[str, ...] = ()
@@ -171,8 +171,8 @@ class StorageFigures:
     #: Data files of the current snapshots only.
     live_data_bytes: int
     #: Unreferenced objects under the tables' locations and writer checkpoints no snapshot
-    #: names: younger than the orphan retention (removal waits for them), and older (left
-    #: behind: a bug, or a cycle that has not run yet).
+    #: names: young (the last orphan pass had to keep them: younger than the retention), and
+    #: old (that pass should have removed them: left behind, a bug).
     orphan_bytes_young: int
     orphan_bytes_old: int
     orphan_objects_young: int
@@ -181,8 +181,20 @@ class StorageFigures:
     other_bytes: int
 
 
-def storage_figures(endpoints: Endpoints, orphan_retention_s: float) -> StorageFigures:
-    """List the bucket once and resolve every table's references, as orphan removal does."""
+#: How long an orphan pass may take: an object that turned orphan this much before the pass's
+#: cutoff may still have been young when the pass looked at it.
+ORPHAN_PASS_SLACK_S = 60.0
+
+
+def storage_figures(
+    endpoints: Endpoints, orphan_retention_s: float, last_pass: float
+) -> StorageFigures:
+    """List the bucket once and resolve every table's references, as orphan removal does.
+
+    "Old" orphans are those the last orphan pass (ended at Unix time ``last_pass``) should have
+    removed: older than the retention then, with :data:`ORPHAN_PASS_SLACK_S` for the pass's own
+    duration; younger ones wait for the next pass, as they should.
+    """
     maintenance = Maintenance.from_endpoints(endpoints)
     bucket = Bucket(endpoints)
     stored = list(bucket.list(""))
@@ -195,7 +207,7 @@ def storage_figures(endpoints: Endpoints, orphan_retention_s: float) -> StorageF
         referenced |= maintenance.referenced(table)
         live += sum(f.size for p in partitions(table) for f in p.files)
     referenced |= maintenance._named_checkpoints()
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=orphan_retention_s)
+    cutoff = dt.datetime.fromtimestamp(last_pass - orphan_retention_s - ORPHAN_PASS_SLACK_S, dt.UTC)
     young = old = young_n = old_n = ref = other = 0
     for obj in stored:
         if obj.key in referenced:
@@ -578,9 +590,14 @@ async def soak(
         )
         final = await asyncio.to_thread(audit_chunks, dataset, acknowledged)
         tables = await asyncio.to_thread(tables_now, dataset, settings.target_file_bytes)
-        storage = await asyncio.to_thread(storage_figures, dataset, settings.orphan_retention_s)
         writer_metrics = await asyncio.to_thread(scrape, writer_url)
         compact_metrics = await asyncio.to_thread(scrape, compact_url)
+        storage = await asyncio.to_thread(
+            storage_figures,
+            dataset,
+            settings.orphan_retention_s,
+            _last_cycle_end(compact_metrics),
+        )
     finally:
         stop.set()
         if sampling is not None:
@@ -705,6 +722,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=defaults.snapshot_retention_s, metavar="SECONDS")  # fmt: skip
     parser.add_argument("--orphan-retention", type=float,
                         default=defaults.orphan_retention_s, metavar="SECONDS")  # fmt: skip
+    parser.add_argument("--topic-retention", type=float, default=defaults.topic_retention_s,
+                        metavar="SECONDS",
+                        help="the topic's retention.ms, in seconds (default 600)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench-results/soak-tables.json"))
     parser.add_argument(
         "--state-dir", type=Path, default=None,
@@ -723,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         target_file_bytes=args.target_file_size,
         snapshot_retention_s=args.snapshot_retention,
         orphan_retention_s=args.orphan_retention,
+        topic_retention_s=args.topic_retention,
     )
     state = args.state_dir or default_state_dir().with_name("soak-stack")
     stack = Stack(state)
