@@ -218,7 +218,16 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             0.9,
             ">= 0.9 x the same writer, --record bucket",
         ),
-        ("writer table commit ms (mean/flush)", writer.table_commit_mean_ms, None, None, ""),
+        (
+            "writer CPU ms per MB, Iceberg commits vs none",
+            writer.cpu_ms_per_mb,
+            bucket_writer.cpu_ms_per_mb,
+            0.0,
+            "",
+        ),
+        ("writer table commit ms (mean)", writer.table_commit_mean_ms, None, None, ""),
+        ("writer table commit ms p50", writer.table_commit_p50_ms, None, None, ""),
+        ("writer table commit ms p99", writer.table_commit_p99_ms, None, None, ""),
         ("writer start-up s (join, recovery)", writer.startup_s, None, None, ""),
         *lake.rows(lake_figures),
         (

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from robolake.endpoints import Endpoints
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.launch import LaunchError, http_ok, stop_all
 from robolake.provision import TopicSpec, ensure_topics
-from robolake.stack.process import free_port
+from robolake.stack.process import cpu_seconds, free_port
 
 #: What ``robolake.collector.service.serve`` logs once its socket is listening. With a shared
 #: port, ``/readyz`` answers for whichever process took the connection, so each process's own
@@ -49,16 +48,6 @@ class ScalingFigures(CollectorFigures):
     total_peak_rss_mib: float = 0.0
     #: User + system CPU seconds of each process over its whole life (start, load, drain).
     cpu_seconds_per_process: list[float] = field(default_factory=list)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process, from ``/proc`` (0 if it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _stop_all(services: list[Service]) -> None:
@@ -118,7 +107,7 @@ async def collector_processes(
         dead = [s.process.pid for s in services if not s.process.running]
         if dead:
             raise LaunchError(f"collector processes {dead} exited during the run")
-        cpu = [_cpu_seconds(s.process.pid) for s in services]
+        cpu = [cpu_seconds(s.process.pid) for s in services]
     finally:
         await _stop_all(services)
     peaks = [s.peak_rss_mib for s in services]

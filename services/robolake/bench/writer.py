@@ -21,7 +21,7 @@ from robolake.episode.stream_types import default_registry
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.lake.catalog import LakeTables
 from robolake.provision import TopicSpec, ensure_bucket, ensure_topics
-from robolake.stack.process import free_port
+from robolake.stack.process import cpu_seconds, free_port
 
 
 @dataclass
@@ -44,6 +44,12 @@ class WriterFigures:
     table_commit_mean_ms: float = 0.0
     #: Table commits that conflicted (another partition's commit to the same table) and retried.
     table_commit_conflicts: int = 0
+    #: A flush's commit time (all its tables), estimated from the histogram's buckets as
+    #: Prometheus' ``histogram_quantile`` does: what an operator's dashboard shows.
+    table_commit_p50_ms: float = 0.0
+    table_commit_p99_ms: float = 0.0
+    #: The writer's user + system CPU seconds per MB drained (start-up excluded).
+    cpu_ms_per_mb: float = 0.0
 
 
 async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
@@ -84,17 +90,48 @@ async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_by
     return total
 
 
-async def _metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
-    """One unlabelled sample from a Prometheus text page (0 when absent or unreachable)."""
+async def _page(session: aiohttp.ClientSession, url: str) -> str:
+    """A Prometheus text page ("" when unreachable)."""
     try:
         async with session.get(url) as response:
-            text = await response.text()
+            return await response.text()
     except aiohttp.ClientError:
-        return 0.0
+        return ""
+
+
+def _sample(text: str, name: str) -> float:
+    """One unlabelled sample of a Prometheus text page (0 when absent)."""
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+def _buckets(text: str, name: str) -> list[tuple[float, float]]:
+    """A histogram's cumulative (upper bound, count) pairs, +Inf last."""
+    found = []
+    prefix = f'{name}_bucket{{le="'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            bound, _, count = line[len(prefix) :].partition('"} ')
+            found.append((float(bound), float(count)))
+    return sorted(found)
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' estimate: linear within the bucket the rank falls in (the highest finite
+    bound if it falls in +Inf); 0 without observations."""
+    if not buckets or buckets[-1][1] == 0:
+        return 0.0
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / (count - below or 1)
+        lower, below = bound, count
+    return lower
 
 
 async def writer_load(
@@ -158,16 +195,18 @@ async def writer_load(
     )
     began = time.monotonic()
     first_record: float | None = None
+    cpu_at_first = 0.0
     service.watch()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     try:
         async with aiohttp.ClientSession() as session:
             deadline = began + 900
             while time.monotonic() < deadline:
-                if first_record is None and await _metric(
-                    session, metrics_url, "robolake_writer_consumed_bytes_total"
+                if first_record is None and _sample(
+                    await _page(session, metrics_url), "robolake_writer_consumed_bytes_total"
                 ):
                     first_record = time.monotonic()
+                    cpu_at_first = cpu_seconds(service.process.pid)
                 offsets = await admin.list_consumer_group_offsets(group)
                 committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
                 if all(committed.get(tp, 0) >= ends[tp] for tp in partitions):
@@ -177,15 +216,13 @@ async def writer_load(
             else:
                 raise RuntimeError(f"writer did not drain {topic} in 900 s")
             done = time.monotonic()
-            commits = await _metric(
-                session, metrics_url, "robolake_writer_table_commit_seconds_count"
-            )
-            commit_s = await _metric(
-                session, metrics_url, "robolake_writer_table_commit_seconds_sum"
-            )
-            conflicts = await _metric(
-                session, metrics_url, "robolake_writer_table_commit_conflicts_total"
-            )
+            cpu_at_done = cpu_seconds(service.process.pid)
+            page = await _page(session, metrics_url)
+            histogram = "robolake_writer_table_commit_seconds"
+            commits = _sample(page, f"{histogram}_count")
+            commit_s = _sample(page, f"{histogram}_sum")
+            conflicts = _sample(page, "robolake_writer_table_commit_conflicts_total")
+            buckets = _buckets(page, histogram)
     finally:
         await admin.close()
         await service.stop()
@@ -203,4 +240,7 @@ async def writer_load(
         table_commits=int(commits),
         table_commit_mean_ms=1000 * commit_s / commits if commits else 0.0,
         table_commit_conflicts=int(conflicts),
+        table_commit_p50_ms=1000 * histogram_quantile(0.5, buckets),
+        table_commit_p99_ms=1000 * histogram_quantile(0.99, buckets),
+        cpu_ms_per_mb=1000 * (cpu_at_done - cpu_at_first) / (total / 1e6),
     )

@@ -24,6 +24,7 @@ from pyiceberg.exceptions import (
     RESTError,
     TableAlreadyExistsError,
 )
+from pyiceberg.io import FileIO
 from pyiceberg.table import Table
 
 from robolake.endpoints import Endpoints
@@ -74,6 +75,8 @@ class LakeTables:
         self.namespace = namespace
         self.bucket = bucket
         self._tables: dict[str, Table] = {}
+        #: One file IO for every table loaded (see :func:`with_io`).
+        self._io: FileIO | None = None
         self._infos: dict[str, TableInfo] = {}
         self._lock = threading.Lock()
 
@@ -175,7 +178,10 @@ class LakeTables:
             cached = self._tables.get(name)
             if cached is None or refresh:
                 # A new object, never an in-place refresh: flush threads share cached tables.
-                cached = self.catalog.load_table(self.identifier(name))
+                loaded = self.catalog.load_table(self.identifier(name))
+                if self._io is None:
+                    self._io = loaded.io
+                cached = with_io(loaded, self._io)
         except NoSuchTableError:
             raise
         except UNAVAILABLE as exc:
@@ -198,3 +204,14 @@ class LakeTables:
 
     def shard_tables(self) -> list[str]:
         return [n for n in self.names() if layout.stream_type_of(n) is not None]
+
+
+def with_io(table: Table, io: FileIO) -> Table:
+    """``table`` using ``io`` if both are configured alike (no per-table credentials).
+
+    Every table load makes a new file IO, and with it a new S3 client on first use: 1.7 % of
+    a draining writer's profile samples when every commit loaded its tables afresh.
+    """
+    if table.io is io or table.io.properties != io.properties:
+        return table
+    return Table(table.name(), table.metadata, table.metadata_location, io, table.catalog)

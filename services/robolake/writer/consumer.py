@@ -480,21 +480,24 @@ class Writer:
         if stats.tables:
             self.metrics.table_commit_seconds.observe(stats.seconds)
             self.metrics.table_commit_conflicts.inc(stats.conflicts)
+            self.metrics.table_commit_flushes.observe(stats.flushes)
             log.info(
-                "%s[%d]: committed to %d tables in %.2f s (%d conflicts)",
+                "%s[%d]: committed %d flush(es) to %d tables in %.2f s (%d conflicts, %d "
+                "snapshots shared with other partitions)",
                 writer.topic,
                 writer.partition,
+                stats.flushes,
                 stats.tables,
                 stats.seconds,
                 stats.conflicts,
+                stats.shared,
             )
-        if flush.commit_to is not None:
-            await self._commit(writer, flush.commit_to)
-        previous = writer.last_checkpoint
+        if stats.kafka_offset is not None:
+            await self._commit(writer, stats.kafka_offset)
         self._stored.pop(tp_, None)
         writer.finished(flush)
-        if previous is not None and previous != flush.checkpoint.key:
-            await asyncio.to_thread(delete_quietly, self.store, [previous])
+        if stats.released:
+            await asyncio.to_thread(delete_quietly, self.store, list(stats.released))
         self._storage_ok()
         elapsed = time.perf_counter() - began
         self._account(writer, flush, elapsed)
@@ -613,6 +616,7 @@ class Writer:
         self.metrics.buffered_bytes.set(self._held_bytes())
         for tp, writer in self.partitions.items():
             highwater = consumer.highwater(tp)
+            writer.highwater = highwater
             if highwater is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(highwater - (writer.committed or 0))
 

@@ -26,20 +26,28 @@ again). A zombie's commit, or a second owner's, finds an offset it did not expec
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.manifest import DataFile
+from pyiceberg.table.metadata import TableMetadata
 
 from robolake.episode.shards import INDEX_PREFIX, SHARDS_PREFIX
 from robolake.episode.stream_types import StreamType
 from robolake.lake import layout as lake_layout
 from robolake.lake.catalog import LakeTables
-from robolake.lake.commits import commit_partition, data_file
+from robolake.lake.commits import data_file_from_footer
 from robolake.lake.errors import CatalogUnavailable, Fenced
 from robolake.lake.offsets import recorded
 from robolake.writer.checkpoints import Checkpoint, Recovery, recover
+from robolake.writer.committer import Committer, Landed, TableCommitter, wait_all
 from robolake.writer.errors import CheckpointError, PartitionFenced, StorageUnavailable
 from robolake.writer.index import EpisodeState
 from robolake.writer.layout import BUCKET_LAYOUT, FlushLayout, TableLayout
@@ -48,15 +56,26 @@ from robolake.writer.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
+#: A partition commits once this many flushes are staged, whatever the interval.
+MAX_STAGED_FLUSHES: Final = 64
+
 
 @dataclass(frozen=True)
 class CommitStats:
-    """How a flush's commit went."""
+    """How a flush's commit went, and what the run loop does after it."""
 
     seconds: float = 0.0
     #: Table commits that conflicted and were retried.
     conflicts: int = 0
     tables: int = 0
+    #: Of its table commits, those that shared a snapshot with other partitions' flushes.
+    shared: int = 0
+    #: Flushes this commit made durable (more than one when earlier ones were staged).
+    flushes: int = 1
+    #: Offset to commit to Kafka now (None: nothing, e.g. the flush is only staged).
+    kafka_offset: int | None = None
+    #: Checkpoints no longer needed by anything, to delete.
+    released: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,8 @@ class Ledger(Protocol):
         ...
 
     def commit(self, writer: PartitionWriter, flush: PreparedFlush) -> CommitStats:
-        """Record a stored flush as committed; PartitionFenced if another writer owns it."""
+        """Record a stored flush as committed, or stage it to commit with the next ones;
+        PartitionFenced if another writer owns the partition."""
         ...
 
     def stored_bytes(self) -> int:
@@ -112,7 +132,8 @@ class BucketLedger:
         return None
 
     def commit(self, writer: PartitionWriter, flush: PreparedFlush) -> CommitStats:
-        return CommitStats()  # the Kafka commit that follows is the commit
+        # The Kafka commit that follows is the commit.
+        return CommitStats(kafka_offset=flush.commit_to, released=_superseded(writer, flush))
 
     def stored_bytes(self) -> int:
         """Listing the bucket: the layout has no other record of what it holds."""
@@ -120,24 +141,78 @@ class BucketLedger:
         return sum(o.size for prefix in prefixes for o in self.store.list(prefix))
 
 
+def _superseded(writer: PartitionWriter, flush: PreparedFlush) -> tuple[str, ...]:
+    """The checkpoint the flush replaces, once the flush is committed."""
+    previous = writer.last_checkpoint
+    return (previous,) if previous is not None and previous != flush.checkpoint.key else ()
+
+
+@dataclass
+class _Staged:
+    """A partition's flushes that are stored but not committed to the tables yet."""
+
+    #: When the first of them was staged (monotonic).
+    since: float
+    #: Per table, the files (key, footer, size): the bytes are let go once stored.
+    files: dict[str, list[tuple[str, pq.FileMetaData, int]]] = field(default_factory=dict)
+    #: Checkpoint keys of the staged flushes, in order.
+    checkpoints: list[str] = field(default_factory=list)
+    #: Checkpoints the staged flushes replace (garbage once they are committed).
+    superseded: list[str] = field(default_factory=list)
+    #: Whether any staged flush moved the partition's offset (else index rows only).
+    moved: bool = False
+
+
 class TableLedger:
-    """The Iceberg tables as the system of record."""
+    """The Iceberg tables as the system of record.
+
+    A flush is committed at once when its partition has gone quiet (nothing buffered after it,
+    nothing more in Kafka), when a multiple of ``commit_interval_s`` has passed since the
+    partition's oldest staged flush, or when the interval is 0; otherwise it is *staged*: its
+    files are stored and its checkpoint written, and it is committed together with the
+    partition's next flushes, in one snapshot per table. Why: a
+    snapshot costs about the same whatever it adds (~30 ms of the writer's CPU, most of it
+    pyiceberg's Python, measured), and at full speed a writer flushes every few seconds per
+    partition -- the Iceberg sink commits on an interval for the same reason. Nothing changes
+    for exactly once: the tables still record, per partition, one offset below which they hold
+    every chunk once; a staged flush that a crash loses was never committed, so its files are
+    orphans and its records are replayed from the offset the tables record.
+    """
 
     kafka_is_truth = False
 
     def __init__(
-        self, store: ObjectStore, tables: LakeTables, token: str, *, commit_pause_s: float = 0.0
+        self,
+        store: ObjectStore,
+        tables: LakeTables,
+        token: str,
+        *,
+        commit_interval_s: float = 0.0,
+        commit_pause_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        committer: Callable[[LakeTables, str], Committer] = TableCommitter,
     ) -> None:
         """``commit_pause_s``: fault injection, hold still after each table commit of a flush
-        (``ROBOLAKE_WRITER_COMMIT_PAUSE``) so a test can kill the writer between two."""
+        (``ROBOLAKE_WRITER_COMMIT_PAUSE``) so a test can kill the writer between two; it
+        commits every flush at once. ``committer`` makes a table's committer (tests pass a
+        fake: the staging rules are logic)."""
         self.store = store
         self.tables = tables
         self.token = token
+        self.commit_interval_s = commit_interval_s
         self.commit_pause_s = commit_pause_s
+        self.monotonic = monotonic
+        self._make_committer = committer
+        #: Per partition writer (dropped with it when the partition is lost or revoked).
+        self._staged: weakref.WeakKeyDictionary[PartitionWriter, _Staged] = (
+            weakref.WeakKeyDictionary()
+        )
         self.layout: FlushLayout = TableLayout(tables, token)
-        #: Commits of a flush's stream type tables run at once (one round trip, not one per
-        #: table): 7 tables took 1.4-1.9 s one after another (measured, make bench drain).
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="table-commit")
+        #: One committer per table, shared by the partitions (:mod:`robolake.writer.committer`);
+        #: a flush's stream type tables commit at once, through theirs: 7 tables took 1.4-1.9 s
+        #: one after another (measured, make bench drain).
+        self._committers: dict[str, Committer] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Namespace and index table exist (blocking; CatalogUnavailable if unreachable)."""
@@ -207,45 +282,37 @@ class TableLedger:
             )
         return Resume(start, recovery, floors, offsets)
 
-    def _commit_table(
+    def _committer(self, name: str) -> Committer:
+        with self._lock:
+            committer = self._committers.get(name)
+            if committer is None:
+                committer = self._committers[name] = self._make_committer(self.tables, name)
+            return committer
+
+    def _submit(
         self,
         writer: PartitionWriter,
         name: str,
-        keys: list[str],
-        data: dict[str, bytes],
+        written: list[tuple[str, pq.FileMetaData, int]],
         checkpoint: Checkpoint,
-    ) -> int:
-        """Commit one table's files of a flush; the number of conflicts retried."""
-        # The newest metadata (one GET): other partitions' writers commit to the same tables,
-        # so a cached view mostly fails its first attempt -- and a failed attempt costs a
-        # manifest, a manifest list and a refused POST.
-        table = self.tables.load(name, refresh=True)
-        files = [
-            data_file(table.metadata, f"s3://{self.tables.bucket}/{key}", data[key]) for key in keys
-        ]
-        is_index = name == lake_layout.INDEX_TABLE
-        done = commit_partition(
-            table,
-            files,
+    ) -> Future[Landed]:
+        """Queue one table's files of the partition's staged flushes with its committer."""
+        bucket = self.tables.bucket
+
+        def files(metadata: TableMetadata) -> list[DataFile]:
+            return [
+                data_file_from_footer(metadata, f"s3://{bucket}/{key}", footer, size)
+                for key, footer, size in written
+            ]
+
+        return self._committer(name).submit(
             topic=writer.topic,
             partition=writer.partition,
             expected=writer.table_offsets.get(name),
             next_offset=checkpoint.next,
-            checkpoint=checkpoint.key if is_index else None,
+            checkpoint=checkpoint.key if name == lake_layout.INDEX_TABLE else None,
+            files=files,
         )
-        self.tables.remember(name, done.table)
-        writer.table_offsets[name] = checkpoint.next
-        if self.commit_pause_s and not is_index:
-            log.info(
-                "%s[%d]: committed %s up to offset %d, pausing %.1f s (fault injection)",
-                writer.topic,
-                writer.partition,
-                name,
-                checkpoint.next,
-                self.commit_pause_s,
-            )
-            time.sleep(self.commit_pause_s)
-        return done.conflicts
 
     def stored_bytes(self) -> int:
         """From the current snapshots' summaries (``total-files-size``): no listing."""
@@ -266,53 +333,100 @@ class TableLedger:
         except CatalogUnavailable as exc:
             raise StorageUnavailable(str(exc), retry_after=1.0) from exc
 
-    def commit(self, writer: PartitionWriter, flush: PreparedFlush) -> CommitStats:
-        began = time.perf_counter()
-        conflicts = 0
-        checkpoint = flush.checkpoint
-        by_table: dict[str, list[str]] = {}
-        data = {f.key: f.data for f in flush.files}
+    def _stage(self, writer: PartitionWriter, flush: PreparedFlush) -> _Staged:
+        """Add the flush to the partition's staged ones (once: a failed commit is retried with
+        the same flush)."""
+        with self._lock:
+            staged = self._staged.get(writer)
+            if staged is None:
+                staged = self._staged[writer] = _Staged(self.monotonic())
+        if flush.checkpoint.key in staged.checkpoints:
+            return staged
         for file in flush.files:
             name = (
                 lake_layout.INDEX_TABLE
                 if file.kind == "index"
                 else lake_layout.shard_table(file.kind)
             )
-            by_table.setdefault(name, []).append(file.key)
-        shard_tables = sorted(n for n in by_table if n != lake_layout.INDEX_TABLE)
+            footer = pq.read_metadata(pa.BufferReader(file.data))
+            staged.files.setdefault(name, []).append((file.key, footer, len(file.data)))
+        staged.files.setdefault(lake_layout.INDEX_TABLE, [])  # the commit point, always
+        staged.checkpoints.append(flush.checkpoint.key)
+        staged.superseded.extend(_superseded(writer, flush))
+        staged.moved = staged.moved or flush.commit_to is not None
+        return staged
 
-        def one(name: str) -> int:
-            return self._commit_table(writer, name, by_table.get(name, []), data, checkpoint)
+    def _due(self, writer: PartitionWriter, flush: PreparedFlush, staged: _Staged) -> bool:
+        """Whether the staged flushes commit now.
 
+        Quiet means nothing buffered behind the flush *and* nothing more in Kafka when the loop
+        last looked (an empty buffer alone is often just a loop that has not fetched yet).
+        Intervals are aligned to the monotonic clock's multiples of the interval, the same for
+        every partition: the partitions of a process then commit in the same few seconds, and
+        their commits to a table share snapshots in its committer.
+        """
+        interval = self.commit_interval_s
+        if not interval or self.commit_pause_s or len(staged.checkpoints) >= MAX_STAGED_FLUSHES:
+            return True
+        quiet = writer.buffer.empty and (
+            writer.highwater is None or flush.checkpoint.next >= writer.highwater
+        )
+        return quiet or self.monotonic() // interval > staged.since // interval
+
+    def commit(self, writer: PartitionWriter, flush: PreparedFlush) -> CommitStats:
+        staged = self._stage(writer, flush)
+        if not self._due(writer, flush, staged):
+            log.debug(
+                "%s[%d]: flush %d staged (%d waiting to commit)",
+                writer.topic,
+                writer.partition,
+                flush.checkpoint.flush,
+                len(staged.checkpoints),
+            )
+            return CommitStats(flushes=0)
+        began = time.perf_counter()
+        checkpoint = flush.checkpoint
+        shard_tables = sorted(n for n in staged.files if n != lake_layout.INDEX_TABLE)
+
+        def submit(name: str) -> Future[Landed]:
+            return self._submit(writer, name, staged.files[name], checkpoint)
+
+        landed: list[Landed] = []
         try:
-            if self.commit_pause_s or len(shard_tables) < 2:
+            if self.commit_pause_s:
                 for name in shard_tables:
-                    conflicts += one(name)
+                    landed += wait_all([submit(name)])
+                    writer.table_offsets[name] = checkpoint.next
+                    log.info(
+                        "%s[%d]: committed %s up to offset %d, pausing %.1f s (fault injection)",
+                        writer.topic,
+                        writer.partition,
+                        name,
+                        checkpoint.next,
+                        self.commit_pause_s,
+                    )
+                    time.sleep(self.commit_pause_s)
             else:
-                # The stream type tables of a flush are independent (each records its own
-                # offset), so they commit at once; the index, the commit point, after them all.
-                outcomes = list(self._pool.map(_outcome(one), shard_tables))
-                failures = [o for o in outcomes if isinstance(o, BaseException)]
-                fenced = [f for f in failures if isinstance(f, Fenced)]
-                if fenced or failures:
-                    raise (fenced or failures)[0]
-                conflicts += sum(o for o in outcomes if isinstance(o, int))
-            conflicts += one(lake_layout.INDEX_TABLE)
+                # The stream type tables are independent (each records its own offset), so
+                # they commit at once; the index, the commit point, after them all.
+                landed += wait_all([submit(name) for name in shard_tables])
+                for name in shard_tables:
+                    writer.table_offsets[name] = checkpoint.next
+            landed += wait_all([submit(lake_layout.INDEX_TABLE)])
+            writer.table_offsets[lake_layout.INDEX_TABLE] = checkpoint.next
         except Fenced as exc:
             raise PartitionFenced(str(exc)) from exc
         except CatalogUnavailable as exc:
             raise StorageUnavailable(str(exc), retry_after=1.0) from exc
-        return CommitStats(time.perf_counter() - began, conflicts, len(shard_tables) + 1)
-
-
-def _outcome(call: Callable[[str], int]) -> Callable[[str], int | BaseException]:
-    """``call`` returning its exception instead of raising, so every commit of a batch ends
-    before one failure is raised (a half-waited batch would race the retry)."""
-
-    def run(name: str) -> int | BaseException:
-        try:
-            return call(name)
-        except (Fenced, CatalogUnavailable) as exc:
-            return exc
-
-    return run
+        with self._lock:
+            self._staged.pop(writer, None)
+        released = [k for k in staged.superseded if k != checkpoint.key]
+        return CommitStats(
+            time.perf_counter() - began,
+            sum(one.conflicts for one in landed),
+            len(shard_tables) + 1,
+            shared=sum(one.batch > 1 for one in landed),
+            flushes=len(staged.checkpoints),
+            kafka_offset=checkpoint.next if staged.moved else None,
+            released=tuple(dict.fromkeys(released)),
+        )

@@ -21,6 +21,27 @@ RecordOutcome = Literal["stored", "duplicate", "dead_letter"]
 RECORD_OUTCOMES: Final[tuple[RecordOutcome, ...]] = get_args(RecordOutcome)
 
 _FLUSH_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: Finer where table commits fall (0.1-2 s measured), so p50/p99 estimates mean something.
+_COMMIT_BUCKETS: Final = (
+    0.025,
+    0.05,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.65,
+    0.8,
+    1.0,
+    1.25,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    30.0,
+)
 
 
 class WriterMetrics:
@@ -97,7 +118,14 @@ class WriterMetrics:
             "robolake_writer_table_commit_seconds",
             "Duration of committing one flush to the Iceberg tables (every table it wrote "
             "and the index), conflicts retried included.",
-            buckets=_FLUSH_BUCKETS,
+            buckets=_COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.table_commit_flushes = Histogram(
+            "robolake_writer_table_commit_flushes",
+            "Flushes of one partition that one table commit made durable: more than 1 when "
+            "flushes were staged to share a snapshot (--commit-interval).",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
             registry=r,
         )
         self.table_commit_conflicts = Counter(

@@ -158,6 +158,8 @@ class PartitionWriter:
         self.pending: PreparedFlush | None = None
         #: The checkpoint key of the last committed flush (garbage after the next commit).
         self.last_checkpoint: str | None = None
+        #: The partition's end offset in Kafka when the loop last looked (None: not yet).
+        self.highwater: int | None = None
 
     def __repr__(self) -> str:
         return f"PartitionWriter({self.topic}[{self.partition}])"

@@ -48,7 +48,13 @@ async def _ledger(
     while not stop.is_set():
         try:
             tables = await asyncio.to_thread(LakeTables.from_endpoints, endpoints)
-            ledger = TableLedger(store, tables, token, commit_pause_s=settings.commit_pause_s)
+            ledger = TableLedger(
+                store,
+                tables,
+                token,
+                commit_interval_s=settings.commit_interval_s,
+                commit_pause_s=settings.commit_pause_s,
+            )
             await asyncio.to_thread(ledger.start)
         except CatalogUnavailable as exc:
             log.warning("catalog unavailable (%s); retrying in %.1f s", exc, delay)

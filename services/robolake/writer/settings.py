@@ -64,6 +64,9 @@ class WriterSettings:
     metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from other hosts
     #: Port of ``/metrics``; None serves no metrics endpoint.
     metrics_port: int | None = 9464
+    #: Tables mode: a partition's flushes are staged and committed together, at most this
+    #: long after the first (seconds; 0 commits every flush). See :class:`TableLedger`.
+    commit_interval_s: float = 10.0
     #: Fault injection for tests (see ``ENV_UPLOAD_PAUSE``).
     upload_pause_s: float = 0.0
     #: Fault injection for tests (see ``ENV_COMMIT_PAUSE``).
@@ -84,6 +87,8 @@ class WriterSettings:
             raise WriterError(f"record must be one of {', '.join(RECORDS)}, not {self.record!r}")
         if self.flush_age_s <= 0 or self.tick_s <= 0:
             raise WriterError("flush age and tick must be positive seconds")
+        if self.commit_interval_s < 0:
+            raise WriterError("the commit interval cannot be negative (0 commits every flush)")
 
     @property
     def fetch_bytes(self) -> int:
@@ -115,6 +120,7 @@ class WriterSettings:
             metrics_host=args.metrics_host,
             metrics_port=None if args.metrics_port < 0 else args.metrics_port,
             stored_bytes_interval_s=args.stored_bytes_interval,
+            commit_interval_s=args.commit_interval,
             upload_pause_s=float(os.environ.get(ENV_UPLOAD_PAUSE) or 0.0),
             commit_pause_s=float(os.environ.get(ENV_COMMIT_PAUSE) or 0.0),
             record=args.record,
@@ -206,6 +212,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Kafka offsets and bucket checkpoints, 'auto' picks tables when a catalog is "
         f"configured (env ROBOLAKE_WRITER_RECORD, default {d.record})",
     )
+    parser.add_argument(
+        "--commit-interval", type=float,
+        default=float(_env("ROBOLAKE_WRITER_COMMIT_INTERVAL", str(d.commit_interval_s))),
+        help="tables mode: stage a busy partition's flushes and commit them together, at most "
+        "this many seconds after the first (one snapshot per table instead of one per flush); "
+        "a partition that goes quiet commits at once; 0 = commit every flush "
+        f"(env ROBOLAKE_WRITER_COMMIT_INTERVAL, default {d.commit_interval_s:g})",
+    )  # fmt: skip
     parser.add_argument(
         "--metrics-port", type=int, default=int(_env("ROBOLAKE_WRITER_METRICS_PORT", "9464")),
         help="port of /metrics, -1 = none (env ROBOLAKE_WRITER_METRICS_PORT, "
