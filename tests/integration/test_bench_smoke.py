@@ -33,6 +33,14 @@ async def test_bench_smoke_measures_every_figure(
     assert report["raw"]["writer"]["table_commits"] > 0
     assert report["raw"]["writer_bucket"]["record"] == "bucket"
     assert figures["writer MB/s, Iceberg commits vs none"]["ratio"] > 0
+    assert report["raw"]["writer"]["cpu_ms_per_mb"] > 0
+    assert (
+        report["raw"]["writer"]["table_commit_p99_ms"]
+        >= report["raw"]["writer"]["table_commit_p50_ms"]
+    )
+    # Three writers shared the drain and the tables; every commit is counted.
+    assert report["raw"]["writers_3"]["writers"] == 3
+    assert report["raw"]["writers_3"]["table_commits"] > 0
     # Readers and the exporter at scale: both readers read the same frames, every committed
     # file was counted and the query found what was generated (bench/lake.py raises if not).
     lake = report["raw"]["lake"]

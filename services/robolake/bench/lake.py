@@ -44,11 +44,10 @@ import pyarrow as pa
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
-from minio.deleteobjects import DeleteObject
 from pyiceberg.manifest import DataFile
 
-from robolake.bench.harness import Service, bench_env, fresh_dataset
-from robolake.bench.writer import _prefill
+from robolake.bench.harness import Service, bench_env, drop_dataset, fresh_dataset
+from robolake.bench.writer import prefill
 from robolake.dataset import RobolakeDataset, storage
 from robolake.dataset.episodes import EpisodeFilter
 from robolake.dataset.frames import episode_frames
@@ -483,19 +482,6 @@ def _upload(endpoints: Endpoints, objects: Sequence[tuple[str, bytes]]) -> None:
             pass
 
 
-def _drop(endpoints: Endpoints) -> None:
-    """Delete a bench dataset's bucket: 10^5 small objects take about 2.8 GB in MinIO (a
-    metadata file per object), more than a shared disk should keep after the figure is taken."""
-    client = s3_client(endpoints)
-    bucket = endpoints.s3_bucket
-    objects = client.list_objects(bucket, recursive=True)
-    errors = list(client.remove_objects(bucket, (DeleteObject(o.object_name) for o in objects)))
-    if errors:
-        log.warning("%d objects of %s not deleted: %s", len(errors), bucket, errors[0])
-        return
-    client.remove_bucket(bucket)
-
-
 def _append(tables: LakeTables, name: str, files: Sequence[DataFile]) -> None:
     """Append ``files`` to ``name`` in commits of :data:`FILES_PER_COMMIT` entries."""
     for start in range(0, len(files), FILES_PER_COMMIT):
@@ -760,7 +746,7 @@ async def _reader_comparison(
         endpoints.kafka_bootstrap,
         [TopicSpec(topic, 4, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
     )
-    await _prefill(endpoints, topic, plan.reader_mb * 1_000_000, RECORD_BYTES)
+    await prefill(endpoints, topic, plan.reader_mb * 1_000_000, RECORD_BYTES)
     probe = AIOKafkaConsumer(bootstrap_servers=endpoints.kafka_bootstrap)
     await probe.start()
     try:
@@ -794,7 +780,7 @@ async def _reader_comparison(
         )
     ids, frames = seen["pinned"]
     for dataset in (tables_endpoints, bucket_endpoints):
-        await asyncio.to_thread(_drop, dataset)
+        await asyncio.to_thread(drop_dataset, dataset)
     return len(ids), frames, seconds["pinned"], seconds["listing"]
 
 
@@ -821,7 +807,7 @@ async def lake_scale(
     )
     cold, warm = await asyncio.to_thread(_exporter_scans, [small, large], plan.scan_repeats)
     for file_lake in (small, large):
-        await asyncio.to_thread(_drop, file_lake.endpoints)
+        await asyncio.to_thread(drop_dataset, file_lake.endpoints)
 
     progress(f"episode query: indexes of {plan.episodes_small} and {plan.episodes_large} episodes")
     queries = [
@@ -840,7 +826,7 @@ async def lake_scale(
             lake = (index_small, index_large)[i]
             timings[i].append(await asyncio.to_thread(_query, lake, queries[i]))
     for index_lake in (index_small, index_large):
-        await asyncio.to_thread(_drop, index_lake.endpoints)
+        await asyncio.to_thread(drop_dataset, index_lake.endpoints)
     return LakeFigures(
         reader_episodes=n_episodes,
         reader_frames=frames,

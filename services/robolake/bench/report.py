@@ -133,6 +133,10 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
     )
     say("readers and the exporter at scale (bench/lake.py)")
     lake_figures = await lake.lake_scale(endpoints, workdir, lake.plan(smoke), say)
+    say(f"3 writers sharing the tables: draining {plan['writer_mb']} MB")
+    writers3 = await writer_load(
+        endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES, writers=3
+    )
     # The maximum is the collector's closed-loop rate with its default event loop.
     best = uvloop_figures or collector
     maximum = best.mb_per_s
@@ -228,6 +232,15 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
         ("writer table commit ms (mean)", writer.table_commit_mean_ms, None, None, ""),
         ("writer table commit ms p50", writer.table_commit_p50_ms, None, None, ""),
         ("writer table commit ms p99", writer.table_commit_p99_ms, None, None, ""),
+        ("3 writers MB/s (one group, shared tables)", writers3.mb_per_s, None, None, ""),
+        (
+            "3 writers: conflicts per flush commit",
+            writers3.table_commit_conflicts / max(1, writers3.table_commits),
+            None,
+            None,
+            "",
+        ),
+        ("3 writers: table commit ms p99", writers3.table_commit_p99_ms, None, None, ""),
         ("writer start-up s (join, recovery)", writer.startup_s, None, None, ""),
         *lake.rows(lake_figures),
         (
@@ -351,6 +364,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "collector_uvloop": asdict(uvloop_figures) if uvloop_figures else None,
             "writer": asdict(writer),
             "writer_bucket": asdict(bucket_writer),
+            "writers_3": asdict(writers3),
             "lake": asdict(lake_figures),
             "collector_2_processes": asdict(two),
             "producer_sweep": [asdict(p) for p in sweep],

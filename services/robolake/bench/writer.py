@@ -4,6 +4,7 @@ first record consumed to the last commit, with its start-up timed apart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,9 +13,16 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from robolake.bench.harness import Service, bench_env, bench_episode, fresh_dataset
+from robolake.bench.harness import (
+    Service,
+    bench_env,
+    bench_episode,
+    drop_dataset,
+    fresh_dataset,
+)
 from robolake.endpoints import Endpoints
 from robolake.episode.records import chunk_record, complete_record, manifest_record
 from robolake.episode.stream_types import default_registry
@@ -48,11 +56,13 @@ class WriterFigures:
     #: Prometheus' ``histogram_quantile`` does: what an operator's dashboard shows.
     table_commit_p50_ms: float = 0.0
     table_commit_p99_ms: float = 0.0
-    #: The writer's user + system CPU seconds per MB drained (start-up excluded).
+    #: The writers' user + system CPU seconds per MB drained (start-up excluded).
     cpu_ms_per_mb: float = 0.0
+    #: Writer processes sharing the drain (and the tables).
+    writers: int = 1
 
 
-async def _prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
+async def prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
     """Produce humanoid episodes (manifest, chunks, completion) until ``target_bytes`` of chunks.
 
     Generating the episodes is part of the fill, which is timed apart from the drain.
@@ -118,6 +128,15 @@ def _buckets(text: str, name: str) -> list[tuple[float, float]]:
     return sorted(found)
 
 
+def _merged(histograms: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Several processes' histograms of the same buckets as one."""
+    totals: dict[float, float] = {}
+    for buckets in histograms:
+        for bound, count in buckets:
+            totals[bound] = totals.get(bound, 0.0) + count
+    return sorted(totals.items())
+
+
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     """Prometheus' estimate: linear within the bucket the rank falls in (the highest finite
     bound if it falls in +Inf); 0 without observations."""
@@ -144,26 +163,30 @@ async def writer_load(
     flush_mib: int = 128,
     flush_age_s: float = 2.0,
     record: str = "auto",
+    writers: int = 1,
 ) -> WriterFigures:
-    """Fill a topic, then run a writer until it has committed every record.
+    """Fill a topic, then run ``writers`` writers in one group until every record is committed.
 
-    Throughput counts from the first record consumed (the writer's own counter) to the last
+    Throughput counts from the first record consumed (the writers' own counters) to the last
     commit: joining the group is a one-time cost, reported apart. The tail of the drain waits
-    ``flush_age_s`` (the topic has gone quiet, so the last buffers flush by age).
+    ``flush_age_s`` (the topic has gone quiet, so the last buffers flush by age). Several
+    writers share the tables, so their commits conflict: the figures say how often. The topic
+    and the dataset's bucket are deleted afterwards.
     """
     topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
+    count = max(4, 2 * writers)
     await ensure_topics(
         endpoints.kafka_bootstrap,
-        [TopicSpec(topic, 4, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+        [TopicSpec(topic, count, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
     )
     filling = time.monotonic()
-    total = await _prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)
+    total = await prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)
     prefill_rate = total / 1e6 / (time.monotonic() - filling)
     admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
     await admin.start()
     probe = AIOKafkaConsumer(bootstrap_servers=endpoints.kafka_bootstrap)
     await probe.start()
-    partitions = [TopicPartition(topic, p) for p in range(4)]
+    partitions = [TopicPartition(topic, p) for p in range(count)]
     ends = await probe.end_offsets(partitions)
     await probe.stop()
     group = f"bench-{topic}"
@@ -173,59 +196,70 @@ async def writer_load(
         # As a deployment does with `robolake init`: the tables exist before the writers run.
         tables = LakeTables.from_endpoints(bucket_endpoints)
         await asyncio.to_thread(tables.ensure_all, default_registry())
-    port = free_port()
-    service = Service.start(
-        [
-            "writer",
-            "--metrics-port",
-            str(port),
-            "--group",
-            group,
-            "--flush-age",
-            str(flush_age_s),
-            "--flush-bytes",
-            f"{flush_mib}MiB",
-            "--max-buffer-bytes",
-            f"{buffer_mib}MiB",
-            "--record",
-            record,
-        ],
-        bench_env(bucket_endpoints, topic, workdir / "none.json"),
-        workdir / "writer.log",
-    )
+    ports = [free_port() for _ in range(writers)]
+    services = [
+        Service.start(
+            [
+                "writer",
+                "--metrics-port",
+                str(port),
+                "--group",
+                group,
+                "--flush-age",
+                str(flush_age_s),
+                "--flush-bytes",
+                f"{flush_mib}MiB",
+                "--max-buffer-bytes",
+                f"{buffer_mib}MiB",
+                "--record",
+                record,
+            ],
+            bench_env(bucket_endpoints, topic, workdir / "none.json"),
+            workdir / ("writer.log" if n == 0 else f"writer-{n}.log"),
+        )
+        for n, port in enumerate(ports)
+    ]
     began = time.monotonic()
     first_record: float | None = None
     cpu_at_first = 0.0
-    service.watch()
-    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    for service in services:
+        service.watch()
+    urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+    histogram = "robolake_writer_table_commit_seconds"
     try:
         async with aiohttp.ClientSession() as session:
             deadline = began + 900
             while time.monotonic() < deadline:
-                if first_record is None and _sample(
-                    await _page(session, metrics_url), "robolake_writer_consumed_bytes_total"
-                ):
-                    first_record = time.monotonic()
-                    cpu_at_first = cpu_seconds(service.process.pid)
+                if first_record is None:
+                    for url in urls:
+                        if _sample(
+                            await _page(session, url), "robolake_writer_consumed_bytes_total"
+                        ):
+                            first_record = time.monotonic()
+                            cpu_at_first = sum(cpu_seconds(s.process.pid) for s in services)
+                            break
                 offsets = await admin.list_consumer_group_offsets(group)
                 committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
                 if all(committed.get(tp, 0) >= ends[tp] for tp in partitions):
                     break
-                service.process.check()
+                for service in services:
+                    service.process.check()
                 await asyncio.sleep(0.1)
             else:
-                raise RuntimeError(f"writer did not drain {topic} in 900 s")
+                raise RuntimeError(f"writers did not drain {topic} in 900 s")
             done = time.monotonic()
-            cpu_at_done = cpu_seconds(service.process.pid)
-            page = await _page(session, metrics_url)
-            histogram = "robolake_writer_table_commit_seconds"
-            commits = _sample(page, f"{histogram}_count")
-            commit_s = _sample(page, f"{histogram}_sum")
-            conflicts = _sample(page, "robolake_writer_table_commit_conflicts_total")
-            buckets = _buckets(page, histogram)
+            cpu_at_done = sum(cpu_seconds(s.process.pid) for s in services)
+            pages = [await _page(session, url) for url in urls]
     finally:
+        await asyncio.gather(*(service.stop() for service in services))
+        with contextlib.suppress(KafkaError):
+            await admin.delete_topics([topic])
         await admin.close()
-        await service.stop()
+        await asyncio.to_thread(drop_dataset, bucket_endpoints)
+    commits = sum(_sample(page, f"{histogram}_count") for page in pages)
+    commit_s = sum(_sample(page, f"{histogram}_sum") for page in pages)
+    conflicts = sum(_sample(page, "robolake_writer_table_commit_conflicts_total") for page in pages)
+    buckets = _merged([_buckets(page, histogram) for page in pages])
     start = first_record if first_record is not None else began
     return WriterFigures(
         mb_per_s=total / 1e6 / (done - start),
@@ -233,7 +267,7 @@ async def writer_load(
         seconds=done - start,
         startup_s=start - began,
         prefill_mb_per_s=prefill_rate,
-        peak_rss_mib=service.peak_rss_mib,
+        peak_rss_mib=max(service.peak_rss_mib for service in services),
         buffer_cap_mib=buffer_mib,
         flush_mib=flush_mib,
         record="tables" if commits else "bucket",
@@ -243,4 +277,5 @@ async def writer_load(
         table_commit_p50_ms=1000 * histogram_quantile(0.5, buckets),
         table_commit_p99_ms=1000 * histogram_quantile(0.99, buckets),
         cpu_ms_per_mb=1000 * (cpu_at_done - cpu_at_first) / (total / 1e6),
+        writers=writers,
     )

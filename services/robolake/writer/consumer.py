@@ -48,7 +48,7 @@ from robolake.writer.batcher import Clock, FlushPolicy
 from robolake.writer.checkpoints import JSON_CONTENT_TYPE, delete_quietly
 from robolake.writer.deadletters import DeadLetterSink
 from robolake.writer.errors import PartitionFenced, PartitionLost, StorageUnavailable
-from robolake.writer.ledger import BucketLedger, Ledger
+from robolake.writer.ledger import BucketLedger, CommitStats, Ledger
 from robolake.writer.metrics import FlushReason, WriterMetrics
 from robolake.writer.partition import (
     ConsumedRecord,
@@ -208,8 +208,10 @@ class Writer:
             try:
                 if await self._flush(writer, reason, pause_on_failure=False):
                     if writer.pending is None and writer.buffer.empty:
-                        return
-                    continue  # the flush before was still pending; now the rest
+                        if await self._settle_staged(writer):
+                            return
+                    else:
+                        continue  # the flush before was still pending; now the rest
             except PartitionLost:
                 return
             if self.monotonic() >= deadline:
@@ -477,6 +479,18 @@ class Writer:
             self.metrics.fenced.inc()
             self._lose(tp_, f"fenced: {exc}")
             raise
+        await self._committed(writer, stats)
+        self._stored.pop(tp_, None)
+        writer.finished(flush)
+        if stats.released:
+            await asyncio.to_thread(delete_quietly, self.store, list(stats.released))
+        self._storage_ok()
+        elapsed = time.perf_counter() - began
+        self._account(writer, flush, elapsed)
+        return True
+
+    async def _committed(self, writer: PartitionWriter, stats: CommitStats) -> None:
+        """After a commit to the system of record: metrics, log, Kafka's offset."""
         if stats.tables:
             self.metrics.table_commit_seconds.observe(stats.seconds)
             self.metrics.table_commit_conflicts.inc(stats.conflicts)
@@ -494,13 +508,23 @@ class Writer:
             )
         if stats.kafka_offset is not None:
             await self._commit(writer, stats.kafka_offset)
-        self._stored.pop(tp_, None)
-        writer.finished(flush)
+
+    async def _settle_staged(self, writer: PartitionWriter) -> bool:
+        """Commit a partition's staged flushes before it is given up; False if storage failed
+        (retried by the caller). A refusal drops the partition (PartitionLost)."""
+        tp = TopicPartition(writer.topic, writer.partition)
+        try:
+            stats = await asyncio.to_thread(self.ledger.settle, writer)
+        except StorageUnavailable as exc:
+            self._flush_failed(writer, exc, False)
+            return False
+        except PartitionFenced as exc:
+            self.metrics.fenced.inc()
+            self._lose(tp, f"fenced: {exc}")
+            raise
+        await self._committed(writer, stats)
         if stats.released:
             await asyncio.to_thread(delete_quietly, self.store, list(stats.released))
-        self._storage_ok()
-        elapsed = time.perf_counter() - began
-        self._account(writer, flush, elapsed)
         return True
 
     def _flush_failed(

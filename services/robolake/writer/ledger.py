@@ -111,6 +111,11 @@ class Ledger(Protocol):
         PartitionFenced if another writer owns the partition."""
         ...
 
+    def settle(self, writer: PartitionWriter) -> CommitStats:
+        """Commit the partition's staged flushes now (it is handed over or shut down);
+        ``flushes`` is 0 if none were staged."""
+        ...
+
     def stored_bytes(self) -> int:
         """Bytes of the dataset (shards and index), for the stored-bytes gauge."""
         ...
@@ -134,6 +139,9 @@ class BucketLedger:
     def commit(self, writer: PartitionWriter, flush: PreparedFlush) -> CommitStats:
         # The Kafka commit that follows is the commit.
         return CommitStats(kafka_offset=flush.commit_to, released=_superseded(writer, flush))
+
+    def settle(self, writer: PartitionWriter) -> CommitStats:
+        return CommitStats(flushes=0)  # every flush is committed when it is stored
 
     def stored_bytes(self) -> int:
         """Listing the bucket: the layout has no other record of what it holds."""
@@ -161,6 +169,8 @@ class _Staged:
     superseded: list[str] = field(default_factory=list)
     #: Whether any staged flush moved the partition's offset (else index rows only).
     moved: bool = False
+    #: The last staged flush's checkpoint: its offset and key are what the commit records.
+    last: Checkpoint | None = None
 
 
 class TableLedger:
@@ -354,6 +364,7 @@ class TableLedger:
         staged.checkpoints.append(flush.checkpoint.key)
         staged.superseded.extend(_superseded(writer, flush))
         staged.moved = staged.moved or flush.commit_to is not None
+        staged.last = flush.checkpoint
         return staged
 
     def _due(self, writer: PartitionWriter, flush: PreparedFlush, staged: _Staged) -> bool:
@@ -384,8 +395,21 @@ class TableLedger:
                 len(staged.checkpoints),
             )
             return CommitStats(flushes=0)
+        return self._commit_staged(writer, staged)
+
+    def settle(self, writer: PartitionWriter) -> CommitStats:
+        with self._lock:
+            staged = self._staged.get(writer)
+        if staged is None or staged.last is None:
+            return CommitStats(flushes=0)
+        return self._commit_staged(writer, staged)
+
+    def _commit_staged(self, writer: PartitionWriter, staged: _Staged) -> CommitStats:
+        """Commit every staged flush of the partition: the stream type tables, then the index."""
         began = time.perf_counter()
-        checkpoint = flush.checkpoint
+        checkpoint = staged.last
+        if checkpoint is None:
+            return CommitStats(flushes=0)
         shard_tables = sorted(n for n in staged.files if n != lake_layout.INDEX_TABLE)
 
         def submit(name: str) -> Future[Landed]:

@@ -274,3 +274,18 @@ def test_a_refused_commit_fences_the_partition() -> None:
     committers.fail_with = Fenced("another writer committed it")
     with pytest.raises(PartitionFenced):
         ledger.commit(writer, _flush(1, 0, 10))
+
+
+def test_a_partition_handed_over_commits_what_it_staged() -> None:
+    clock, committers = FakeClock(0.0), FakeCommitters()
+    ledger = _ledger(INTERVAL_S, clock, committers)
+    writer = _writer(busy=True)
+    assert ledger.settle(writer).flushes == 0  # nothing staged: nothing to do
+    flush = _flush(1, 0, 10)
+    _run(ledger, writer, flush)
+    assert committers.submitted == []
+    settled = ledger.settle(writer)
+    assert (settled.flushes, settled.kafka_offset) == (1, 10)
+    index = next(s for s in committers.submitted if s.table == layout.INDEX_TABLE)
+    assert index.checkpoint == flush.checkpoint.key
+    assert ledger.settle(writer).flushes == 0  # committed once
