@@ -67,10 +67,9 @@ from robolake.lake.catalog import LakeTables
 from robolake.lake.maintenance import Bucket, Maintenance, partitions
 from robolake.lake.schema import TARGET_FILE_BYTES
 from robolake.provision import TopicSpec, ensure_bucket, ensure_topics
-from robolake.stack.process import free_port
+from robolake.stack.process import cpu_seconds, free_port
 
 MIB = 1024 * 1024
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: ``robolake compact``'s log line for a committed partition (lake/maintenance.py).
 _COMPACTED = re.compile(
     r"(?P<table>\S+) date=\S+: (?P<files_in>\d+) files \((?P<bytes_in>\d+) bytes\) -> "
@@ -237,15 +236,6 @@ def storage_figures(
 # -- sampling ------------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
 def _machine_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine, from ``/proc/stat``."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -290,13 +280,13 @@ class Sampler:
     async def run(self, stop: asyncio.Event) -> None:
         last = time.monotonic()
         busy, total = _machine_ticks()
-        cpu = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+        cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
             now = time.monotonic()
             busy2, total2 = _machine_ticks()
-            cpu2 = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+            cpu2 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
             span = max(now - last, 1e-9)
             cores = {n: round((cpu2[n] - cpu.get(n, 0.0)) / span, 3) for n in cpu2}
             try:

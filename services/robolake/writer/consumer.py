@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -208,7 +208,8 @@ class Writer:
             try:
                 if await self._flush(writer, reason, pause_on_failure=False):
                     if writer.pending is None and writer.buffer.empty:
-                        if await self._settle_staged(writer):
+                        # What it staged commits now, not with a later flush it will never make.
+                        if await self._record(writer, self.ledger.settle, pause_on_failure=False):
                             return
                     else:
                         continue  # the flush before was still pending; now the rest
@@ -470,27 +471,37 @@ class Writer:
                     flush.commit_to,
                 )
                 return False
-        try:
-            stats = await asyncio.to_thread(self.ledger.commit, writer, flush)
-        except StorageUnavailable as exc:
-            self._flush_failed(writer, exc, pause_on_failure)
+        if not await self._record(
+            writer, lambda w: self.ledger.commit(w, flush), pause_on_failure=pause_on_failure
+        ):
             return False
-        except PartitionFenced as exc:
-            self.metrics.fenced.inc()
-            self._lose(tp_, f"fenced: {exc}")
-            raise
-        await self._committed(writer, stats)
         self._stored.pop(tp_, None)
         writer.finished(flush)
-        if stats.released:
-            await asyncio.to_thread(delete_quietly, self.store, list(stats.released))
         self._storage_ok()
         elapsed = time.perf_counter() - began
         self._account(writer, flush, elapsed)
         return True
 
-    async def _committed(self, writer: PartitionWriter, stats: CommitStats) -> None:
-        """After a commit to the system of record: metrics, log, Kafka's offset."""
+    async def _record(
+        self,
+        writer: PartitionWriter,
+        call: Callable[[PartitionWriter], CommitStats],
+        *,
+        pause_on_failure: bool,
+    ) -> bool:
+        """Run a ledger commit (``call``, in a thread) and what follows it: metrics, log, Kafka's
+        offset, the checkpoints it released. False if storage failed (retried by the caller);
+        a refusal drops the partition (PartitionFenced, a PartitionLost)."""
+        tp = TopicPartition(writer.topic, writer.partition)
+        try:
+            stats = await asyncio.to_thread(call, writer)
+        except StorageUnavailable as exc:
+            self._flush_failed(writer, exc, pause_on_failure)
+            return False
+        except PartitionFenced as exc:
+            self.metrics.fenced.inc()
+            self._lose(tp, f"fenced: {exc}")
+            raise
         if stats.tables:
             self.metrics.table_commit_seconds.observe(stats.seconds)
             self.metrics.table_commit_conflicts.inc(stats.conflicts)
@@ -508,21 +519,6 @@ class Writer:
             )
         if stats.kafka_offset is not None:
             await self._commit(writer, stats.kafka_offset)
-
-    async def _settle_staged(self, writer: PartitionWriter) -> bool:
-        """Commit a partition's staged flushes before it is given up; False if storage failed
-        (retried by the caller). A refusal drops the partition (PartitionLost)."""
-        tp = TopicPartition(writer.topic, writer.partition)
-        try:
-            stats = await asyncio.to_thread(self.ledger.settle, writer)
-        except StorageUnavailable as exc:
-            self._flush_failed(writer, exc, False)
-            return False
-        except PartitionFenced as exc:
-            self.metrics.fenced.inc()
-            self._lose(tp, f"fenced: {exc}")
-            raise
-        await self._committed(writer, stats)
         if stats.released:
             await asyncio.to_thread(delete_quietly, self.store, list(stats.released))
         return True
