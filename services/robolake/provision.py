@@ -18,6 +18,9 @@ from minio import Minio
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import (
     CHUNK_TOPIC,
+    COMMIT_REQUEST_TOPIC,
+    COMMIT_RESULT_TOPIC,
+    COMMIT_TOPIC_RETENTION_MS,
     DEAD_LETTER_TOPIC,
     DEFAULT_CHUNK_PARTITIONS,
     MAX_RECORD_BYTES,
@@ -46,6 +49,19 @@ def robolake_topics(partitions: int = DEFAULT_CHUNK_PARTITIONS) -> list[TopicSpe
     return [
         TopicSpec(CHUNK_TOPIC, partitions, dict(record_config)),
         TopicSpec(DEAD_LETTER_TOPIC, 1, dict(record_config)),
+        *commit_topics(),
+    ]
+
+
+def commit_topics() -> list[TopicSpec]:
+    """The writers' commit control topics (:mod:`robolake.writer.control`): one partition
+    each (the request topic's one partition is what the committer election hands out)."""
+    config = {
+        "max.message.bytes": str(MAX_RECORD_BYTES),
+        "retention.ms": str(COMMIT_TOPIC_RETENTION_MS),
+    }
+    return [
+        TopicSpec(name, 1, dict(config)) for name in (COMMIT_REQUEST_TOPIC, COMMIT_RESULT_TOPIC)
     ]
 
 

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pyiceberg.manifest import DataFile
-from pyiceberg.table.metadata import TableMetadata
+import pyarrow.parquet as pq
 
 from robolake.lake.catalog import LakeTables
-from robolake.lake.commits import PartitionCommit, commit_partitions
+from robolake.lake.commits import PartitionCommit, commit_partitions, data_file_from_footer
 from robolake.lake.errors import CatalogUnavailable, Fenced
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,16 @@ class Landed:
     batch: int
 
 
+@dataclass(frozen=True)
+class StagedFile:
+    """A stored Parquet file waiting to be committed: its manifest entry is built from the
+    footer against the table's metadata at commit time (the schema may have evolved)."""
+
+    key: str
+    footer: pq.FileMetaData
+    size: int
+
+
 @dataclass
 class _Request:
     topic: str
@@ -53,8 +63,7 @@ class _Request:
     expected: int | None
     next_offset: int
     checkpoint: str | None
-    #: Builds the manifest entries against the table's metadata at commit time.
-    files: Callable[[TableMetadata], Sequence[DataFile]]
+    files: Sequence[StagedFile]
     future: Future[Landed] = field(default_factory=Future)
 
 
@@ -69,7 +78,7 @@ class Committer(Protocol):
         expected: int | None,
         next_offset: int,
         checkpoint: str | None,
-        files: Callable[[TableMetadata], Sequence[DataFile]],
+        files: Sequence[StagedFile],
     ) -> Future[Landed]:
         """Queue one commit; the future raises Fenced or CatalogUnavailable."""
         ...
@@ -78,9 +87,13 @@ class Committer(Protocol):
 class TableCommitter:
     """Commits the queued flushes of one table, a batch at a time, in its own thread."""
 
-    def __init__(self, tables: LakeTables, name: str) -> None:
+    def __init__(self, tables: LakeTables, name: str, *, pause_s: float = 0.0) -> None:
+        """``pause_s``: fault injection, hold still before each batch's commit
+        (``ROBOLAKE_WRITER_COMMITTER_PAUSE``), so a test can freeze an elected committer with
+        requests in hand."""
         self.tables = tables
         self.name = name
+        self.pause_s = pause_s
         self._queue: list[_Request] = []
         self._ready = threading.Condition()
         #: Whether another process commits to this table too (seen as a conflict).
@@ -96,7 +109,7 @@ class TableCommitter:
         expected: int | None,
         next_offset: int,
         checkpoint: str | None,
-        files: Callable[[TableMetadata], Sequence[DataFile]],
+        files: Sequence[StagedFile],
     ) -> Future[Landed]:
         """Queue one flush's commit; the future raises Fenced or CatalogUnavailable."""
         request = _Request(topic, partition, expected, next_offset, checkpoint, files)
@@ -132,18 +145,32 @@ class TableCommitter:
                         request.future.set_exception(exc)
 
     def _commit(self, batch: list[_Request]) -> None:
+        if self.pause_s:
+            log.info(
+                "%s: holding %d commit request(s) for %.1f s before committing (fault injection)",
+                self.name,
+                len(batch),
+                self.pause_s,
+            )
+            time.sleep(self.pause_s)
         # While this process is the table's only writer, its own commits keep the cached view
         # current and a load per commit is a GET and a metadata parse for nothing (a fifth of a
         # commit's CPU, profiled). Once another process's commit has made it conflict, every
         # commit starts from the newest metadata: a failed attempt costs more than a load.
         table = self.tables.load(self.name, refresh=self._shared)
+        bucket = self.tables.bucket
         requests = [
             PartitionCommit(
                 r.topic,
                 r.partition,
                 r.expected,
                 r.next_offset,
-                files=r.files(table.metadata),
+                files=[
+                    data_file_from_footer(
+                        table.metadata, f"s3://{bucket}/{f.key}", f.footer, f.size
+                    )
+                    for f in r.files
+                ],
                 checkpoint=r.checkpoint,
             )
             for r in batch

@@ -36,18 +36,15 @@ from typing import Final, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyiceberg.manifest import DataFile
-from pyiceberg.table.metadata import TableMetadata
 
 from robolake.episode.shards import INDEX_PREFIX, SHARDS_PREFIX
 from robolake.episode.stream_types import StreamType
 from robolake.lake import layout as lake_layout
 from robolake.lake.catalog import LakeTables
-from robolake.lake.commits import data_file_from_footer
 from robolake.lake.errors import CatalogUnavailable, Fenced
 from robolake.lake.offsets import recorded
 from robolake.writer.checkpoints import Checkpoint, Recovery, recover
-from robolake.writer.committer import Committer, Landed, TableCommitter, wait_all
+from robolake.writer.committer import Committer, Landed, StagedFile, TableCommitter, wait_all
 from robolake.writer.errors import CheckpointError, PartitionFenced, StorageUnavailable
 from robolake.writer.index import EpisodeState
 from robolake.writer.layout import BUCKET_LAYOUT, FlushLayout, TableLayout
@@ -162,7 +159,7 @@ class _Staged:
     #: When the first of them was staged (monotonic).
     since: float
     #: Per table, the files (key, footer, size): the bytes are let go once stored.
-    files: dict[str, list[tuple[str, pq.FileMetaData, int]]] = field(default_factory=dict)
+    files: dict[str, list[StagedFile]] = field(default_factory=dict)
     #: Checkpoint keys of the staged flushes, in order.
     checkpoints: list[str] = field(default_factory=list)
     #: Checkpoints the staged flushes replace (garbage once they are committed).
@@ -303,25 +300,17 @@ class TableLedger:
         self,
         writer: PartitionWriter,
         name: str,
-        written: list[tuple[str, pq.FileMetaData, int]],
+        written: list[StagedFile],
         checkpoint: Checkpoint,
     ) -> Future[Landed]:
         """Queue one table's files of the partition's staged flushes with its committer."""
-        bucket = self.tables.bucket
-
-        def files(metadata: TableMetadata) -> list[DataFile]:
-            return [
-                data_file_from_footer(metadata, f"s3://{bucket}/{key}", footer, size)
-                for key, footer, size in written
-            ]
-
         return self._committer(name).submit(
             topic=writer.topic,
             partition=writer.partition,
             expected=writer.table_offsets.get(name),
             next_offset=checkpoint.next,
             checkpoint=checkpoint.key if name == lake_layout.INDEX_TABLE else None,
-            files=files,
+            files=written,
         )
 
     def stored_bytes(self) -> int:
@@ -359,7 +348,7 @@ class TableLedger:
                 else lake_layout.shard_table(file.kind)
             )
             footer = pq.read_metadata(pa.BufferReader(file.data))
-            staged.files.setdefault(name, []).append((file.key, footer, len(file.data)))
+            staged.files.setdefault(name, []).append(StagedFile(file.key, footer, len(file.data)))
         staged.files.setdefault(lake_layout.INDEX_TABLE, [])  # the commit point, always
         staged.checkpoints.append(flush.checkpoint.key)
         staged.superseded.extend(_superseded(writer, flush))

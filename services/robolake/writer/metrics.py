@@ -133,6 +133,20 @@ class WriterMetrics:
             "Table commits that conflicted with another commit and were re-checked and retried.",
             registry=r,
         )
+        self.elected_committer = Gauge(
+            "robolake_writer_elected_committer",
+            "1 while this writer is its group's elected committer (--committer elected): it "
+            "commits every writer's flushes to the tables; exactly one writer of a group has 1.",
+            registry=r,
+        )
+        self.commit_requests_answered = Counter(
+            "robolake_writer_commit_requests_answered_total",
+            "Commit requests of the group's writers this writer answered as elected committer, "
+            "by outcome (landed, already: a repeated request, fenced: refused by the offsets, "
+            "unavailable: the catalog failed; the requester retries).",
+            ["outcome"],
+            registry=r,
+        )
         self.fenced = Counter(
             "robolake_writer_fenced_total",
             "Flushes refused because a table recorded an offset this writer did not expect "
@@ -169,6 +183,8 @@ class WriterMetrics:
             self.flushes.labels(reason)
         for outcome in RECORD_OUTCOMES:
             self.records.labels(outcome)
+        for answer in ("landed", "already", "fenced", "unavailable"):
+            self.commit_requests_answered.labels(answer)
         # Every series exists from the start (at 0), so rates and "dead letters appearing"
         # alerts see the first one instead of a series that springs into existence.
         for dead_letter_reason in REASONS:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 import uuid
 
 from robolake.endpoints import Endpoints
@@ -17,6 +18,8 @@ from robolake.kafka.producer import ProducerFactory, aiokafka_producer, start_wh
 from robolake.lake.catalog import LakeTables
 from robolake.lake.errors import CatalogUnavailable
 from robolake.metrics_http import serve_metrics
+from robolake.writer import coordinator
+from robolake.writer.committer import TableCommitter
 from robolake.writer.consumer import Writer
 from robolake.writer.deadletters import KafkaDeadLetters
 from robolake.writer.errors import WriterError
@@ -29,9 +32,20 @@ log = logging.getLogger(__name__)
 
 
 async def _ledger(
-    settings: WriterSettings, endpoints: Endpoints, store: ObjectStore, stop: asyncio.Event
+    settings: WriterSettings,
+    endpoints: Endpoints,
+    store: ObjectStore,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+    metrics: WriterMetrics,
 ) -> Ledger | None:
-    """The system of record the settings ask for; None if stopped while the catalog is down."""
+    """The system of record the settings ask for; None if stopped while the catalog is down.
+
+    With ``--committer elected`` the table ledger commits through the group's elected committer
+    (:mod:`robolake.writer.coordinator`), and this process is a candidate for that role; the
+    staging intervals are then aligned to wall time, the same in every process, so the elected
+    committer gets the group's flushes together and commits them in one snapshot per table.
+    """
     record = settings.record
     if record == "auto":
         record = "tables" if endpoints.catalog_uri else "bucket"
@@ -44,6 +58,13 @@ async def _ledger(
             "exports it), or run with --record bucket"
         )
     token = uuid.uuid4().hex[:12]
+    elected = settings.committer == "elected"
+    client: coordinator.CommitClient | None = None
+    send_answer: coordinator.Send | None = None
+    if elected:
+        client, send_answer = await coordinator.start_client(
+            stack, settings, endpoints.kafka_bootstrap
+        )
     delay = 0.5
     while not stop.is_set():
         try:
@@ -54,6 +75,8 @@ async def _ledger(
                 token,
                 commit_interval_s=settings.commit_interval_s,
                 commit_pause_s=settings.commit_pause_s,
+                committer=TableCommitter if client is None else client.committer,
+                monotonic=time.monotonic if client is None else time.time,
             )
             await asyncio.to_thread(ledger.start)
         except CatalogUnavailable as exc:
@@ -63,11 +86,16 @@ async def _ledger(
             delay = min(2 * delay, settings.max_backoff_s)
             continue
         log.info(
-            "system of record: Iceberg tables in namespace %s at %s (writer token %s)",
+            "system of record: Iceberg tables in namespace %s at %s (writer token %s, %s)",
             endpoints.catalog_namespace,
             endpoints.catalog_uri,
             token,
+            "commits by the group's elected committer" if elected else "commits its own",
         )
+        if send_answer is not None:
+            await coordinator.start_candidacy(
+                stack, settings, endpoints.kafka_bootstrap, tables, send_answer, metrics
+            )
         return ledger
     return None
 
@@ -117,7 +145,7 @@ async def serve(
         stack.push_async_callback(dead_letters.stop)
         if not await start_when_reachable(dead_letters, stop):
             return
-        ledger = await _ledger(settings, endpoints, store, stop)
+        ledger = await _ledger(settings, endpoints, store, stop, stack, metrics)
         if ledger is None:
             return
         writer = Writer(

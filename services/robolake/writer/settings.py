@@ -22,10 +22,15 @@ ENV_UPLOAD_PAUSE: Final = "ROBOLAKE_WRITER_UPLOAD_PAUSE"
 #: Fault injection likewise: seconds to hold still after each table commit of a flush but the
 #: index's, so a test can kill the writer between the tables of one flush.
 ENV_COMMIT_PAUSE: Final = "ROBOLAKE_WRITER_COMMIT_PAUSE"
+#: Fault injection: seconds an elected committer holds each batch of requests before committing
+#: it, so a test can freeze it with requests in hand (``--committer elected``).
+ENV_COMMITTER_PAUSE: Final = "ROBOLAKE_WRITER_COMMITTER_PAUSE"
 
 MIB: Final = 1024 * 1024
 DEFAULT_GROUP: Final = "robolake-writer"
 RECORDS: Final = ("tables", "bucket", "auto")
+#: Who commits a group's flushes to the tables: each process its own, or one elected for all.
+COMMITTERS: Final = ("process", "elected")
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,15 @@ class WriterSettings:
     upload_pause_s: float = 0.0
     #: Fault injection for tests (see ``ENV_COMMIT_PAUSE``).
     commit_pause_s: float = 0.0
+    #: Fault injection for tests (see ``ENV_COMMITTER_PAUSE``).
+    committer_pause_s: float = 0.0
     #: System of record: "tables" (Iceberg tables, needs ROBOLAKE_CATALOG_URI), "bucket"
     #: (Kafka offsets + bucket checkpoints, the listing layout) or "auto" (tables when a
     #: catalog is configured).
     record: str = "auto"
+    #: Tables mode: "process" (each writer process commits its own partitions' flushes) or
+    #: "elected" (one writer of the group commits everyone's; :mod:`robolake.writer.coordinator`).
+    committer: str = "process"
 
     def __post_init__(self) -> None:
         if self.flush_bytes <= 0 or self.max_buffer_bytes < self.flush_bytes // 64:
@@ -85,6 +95,10 @@ class WriterSettings:
             )
         if self.record not in RECORDS:
             raise WriterError(f"record must be one of {', '.join(RECORDS)}, not {self.record!r}")
+        if self.committer not in COMMITTERS:
+            raise WriterError(
+                f"committer must be one of {', '.join(COMMITTERS)}, not {self.committer!r}"
+            )
         if self.flush_age_s <= 0 or self.tick_s <= 0:
             raise WriterError("flush age and tick must be positive seconds")
         if self.commit_interval_s < 0:
@@ -123,7 +137,9 @@ class WriterSettings:
             commit_interval_s=args.commit_interval,
             upload_pause_s=float(os.environ.get(ENV_UPLOAD_PAUSE) or 0.0),
             commit_pause_s=float(os.environ.get(ENV_COMMIT_PAUSE) or 0.0),
+            committer_pause_s=float(os.environ.get(ENV_COMMITTER_PAUSE) or 0.0),
             record=args.record,
+            committer=args.committer,
         )
 
 
@@ -220,6 +236,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a partition that goes quiet commits at once; 0 = commit every flush "
         f"(env ROBOLAKE_WRITER_COMMIT_INTERVAL, default {d.commit_interval_s:g})",
     )  # fmt: skip
+    parser.add_argument(
+        "--committer",
+        choices=COMMITTERS,
+        default=_env("ROBOLAKE_WRITER_COMMITTER", d.committer),
+        help="tables mode: 'process' = each writer commits its own partitions' flushes; "
+        "'elected' = the writers of the group elect one (a Kafka group on the commit request "
+        "topic) that commits everyone's, so several writers never conflict on a table "
+        f"(env ROBOLAKE_WRITER_COMMITTER, default {d.committer})",
+    )
     parser.add_argument(
         "--metrics-port", type=int, default=int(_env("ROBOLAKE_WRITER_METRICS_PORT", "9464")),
         help="port of /metrics, -1 = none (env ROBOLAKE_WRITER_METRICS_PORT, "

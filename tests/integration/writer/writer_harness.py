@@ -270,7 +270,8 @@ def spawn_writer(
         "--max-buffer-bytes", str(settings.max_buffer_bytes),
         "--incomplete-after", str(settings.incomplete_after_s), "--metrics-port", "-1",
         "--stored-bytes-interval", "0", "--session-timeout", str(settings.session_timeout_s),
-        "--record", settings.record,
+        "--record", settings.record, "--committer", settings.committer,
+        "--commit-interval", str(settings.commit_interval_s),
     ]  # fmt: skip
     return ServiceProcess.start(
         "writer",

@@ -12,7 +12,7 @@ table would commit, so when flushes are staged and what one commit carries are p
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,15 +20,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyiceberg.manifest import DataFile
-from pyiceberg.table.metadata import TableMetadata
 from writer_fakes import FakeClock
 
 from robolake.lake import layout
 from robolake.lake.errors import CatalogUnavailable, Fenced
 from robolake.writer.batcher import FlushPolicy
 from robolake.writer.checkpoints import Checkpoint
-from robolake.writer.committer import Landed
+from robolake.writer.committer import Landed, StagedFile
 from robolake.writer.errors import PartitionFenced, StorageUnavailable
 from robolake.writer.ledger import TableLedger
 from robolake.writer.partition import FlushFile, PartitionWriter, PreparedFlush
@@ -72,13 +70,13 @@ class FakeCommitter:
         expected: int | None,
         next_offset: int,
         checkpoint: str | None,
-        files: Callable[[TableMetadata], Sequence[DataFile]],
+        files: Sequence[StagedFile],
     ) -> Future[Landed]:
         future: Future[Landed] = Future()
         if self.all.fail_with is not None:
             future.set_exception(self.all.fail_with)
             return future
-        keys = [f.file_path.rsplit("/", 1)[-1] for f in files(_METADATA)]
+        keys = [f.key.rsplit("/", 1)[-1] for f in files]
         self.all.submitted.append(
             Submitted(self.name, partition, expected, next_offset, checkpoint, keys)
         )
@@ -89,24 +87,6 @@ class FakeCommitter:
 class FakeTables:
     bucket = "bucket"
     namespace = "ns"
-
-
-#: The fake builds entries with :func:`_plain_manifest_entries`, which reads no metadata.
-_METADATA: Any = None
-
-
-@pytest.fixture(autouse=True)
-def _plain_manifest_entries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Manifest entries need a real table's metadata; the fake's files carry only the path."""
-
-    @dataclass
-    class Entry:
-        file_path: str
-
-    def entry(metadata: Any, path: str, footer: pq.FileMetaData, size: int) -> Any:
-        return Entry(path)
-
-    monkeypatch.setattr("robolake.writer.ledger.data_file_from_footer", entry)
 
 
 class Buffer:
