@@ -1,9 +1,10 @@
 """The collector alone: acknowledged payload MB/s and ack latency under a closed loop of
 concurrent device uploads of pre-encoded chunks.
 
-The load generator does no encoding, so it costs little CPU and the figure is the collector's,
-not the generator's; :mod:`robolake.bench.scaling` reuses the same loop against several
-processes.
+The load generator encodes every device's chunks before the clock starts (distinct camera
+frames, :mod:`robolake.episode.synthetic`), so during the run it costs little CPU and the figure
+is the collector's, not the generator's; :mod:`robolake.bench.scaling` reuses the same loop
+against several processes, :mod:`robolake.bench.peers` against Benthos.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import io
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -26,25 +28,25 @@ from robolake.bench.harness import (
 )
 from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
-from robolake.episode.synthetic import SyntheticSpec, generate_episode
+from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.provision import TopicSpec, ensure_topics
 from robolake.stack.process import free_port
 
 
-async def device_uploads(
-    session: aiohttp.ClientSession,
-    base: str,
-    index: int,
-    token: str,
-    *,
-    chunk_bytes: int,
-    deadline: float,
-    tally: UploadTally,
-) -> None:
-    """One device's closed loop against the collector at ``base``: register a synthetic episode
-    (device ``bench-dev-{index:03d}``), then PUT its pre-encoded camera chunks back to back until
-    ``deadline`` (``time.monotonic()``), counting into ``tally``."""
+@dataclass(frozen=True)
+class Device:
+    """A bench device's synthetic episode and its camera chunks, encoded before any clock runs:
+    ``(stream, bytes, checksum)`` in upload order."""
+
+    index: int
+    token: str
+    episode: SyntheticEpisode
+    chunks: list[tuple[str, bytes, str]]
+
+
+def prepare_device(index: int, token: str, chunk_bytes: int) -> Device:
+    """Device ``bench-dev-{index:03d}``: a 4 s humanoid episode (3 cameras, distinct frames)."""
     episode = generate_episode(
         SyntheticSpec(
             seed=index,
@@ -56,17 +58,41 @@ async def device_uploads(
         )
     )
     chunks = [c for c in episode.iter_chunks(chunk_bytes) if c[0].startswith("cam_")]
-    prepared = [(s, d, checksum(d)) for s, _, d in chunks]
+    return Device(index, token, episode, [(s, d, checksum(d)) for s, _, d in chunks])
+
+
+async def device_uploads(
+    session: aiohttp.ClientSession,
+    base: str,
+    device: Device,
+    *,
+    deadline: float,
+    tally: UploadTally,
+    register: bool = True,
+    accepted: tuple[int, ...] = (201,),
+    budget: int | None = None,
+) -> None:
+    """One device's closed loop against the collector at ``base``: register its episode, then
+    PUT its pre-encoded camera chunks back to back (cycling through them) until ``deadline``
+    (``time.monotonic()``) or until the devices together had ``budget`` bytes acknowledged,
+    counting into ``tally``.
+
+    Without ``register`` the PUTs go to the same URLs with no ticket (a peer such as Benthos's
+    ``http_server`` has no episodes to register); ``accepted`` are its success statuses.
+    """
+    episode, token, prepared = device.episode, device.token, device.chunks
     auth = {"Authorization": f"Bearer {token}"}
-    async with session.post(
-        f"{base}/v1/episodes",
-        data=episode.manifest_bytes(),
-        headers={**auth, "Content-Type": "application/json"},
-    ) as r:
-        ticket = (await r.json())["ticket"]
+    ticket = ""
+    if register:
+        async with session.post(
+            f"{base}/v1/episodes",
+            data=episode.manifest_bytes(),
+            headers={**auth, "Content-Type": "application/json"},
+        ) as r:
+            ticket = (await r.json())["ticket"]
     episode_url = f"{base}/v1/episodes/{episode.manifest.episode_id}"
     seq = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (budget is None or tally.sent < budget):
         stream, data, digest = prepared[seq % len(prepared)]
         url = f"{episode_url}/streams/{stream}/chunks/{seq}"
         began = time.perf_counter()
@@ -77,7 +103,7 @@ async def device_uploads(
             headers=chunk_headers(token, ticket, digest),
         ) as r:
             await r.read()
-            if r.status == 201:
+            if r.status in accepted:
                 tally.latencies.append(time.perf_counter() - began)
                 tally.sent += len(data)
             else:
@@ -121,10 +147,20 @@ async def collector_load(
 
 
 async def closed_loop(
-    base: str, tokens: list[str], *, seconds: float, chunk_bytes: int
+    base: str,
+    tokens: list[str],
+    *,
+    seconds: float,
+    chunk_bytes: int,
+    register: bool = True,
+    accepted: tuple[int, ...] = (201,),
+    budget: int | None = None,
 ) -> tuple[UploadTally, float]:
-    """One :func:`device_uploads` loop per token against ``base`` for ``seconds``; the tally and
-    the seconds from start to the last answer."""
+    """One :func:`device_uploads` loop per token against ``base`` for ``seconds`` (or until
+    ``budget`` bytes are acknowledged); the tally and the seconds from start to the last
+    answer."""
+    # Encode every device's chunks first: generating data is not what the figure measures.
+    devices = [prepare_device(i, token, chunk_bytes) for i, token in enumerate(tokens)]
     tally = UploadTally()
     connector = aiohttp.TCPConnector(limit=len(tokens))
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -135,13 +171,14 @@ async def closed_loop(
                 device_uploads(
                     session,
                     base,
-                    i,
-                    token,
-                    chunk_bytes=chunk_bytes,
+                    device,
                     deadline=deadline,
                     tally=tally,
+                    register=register,
+                    accepted=accepted,
+                    budget=budget,
                 )
-                for i, token in enumerate(tokens)
+                for device in devices
             )
         )
         return tally, time.monotonic() - began

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
+import pyarrow as pa
 from PIL import Image
 
 from robolake.episode.synthetic import (
     HUMANOID_JOINTS,
     SyntheticEpisode,
     SyntheticSpec,
+    camera_frames,
     frame_pool,
     generate_episode,
 )
@@ -56,6 +59,33 @@ def test_frames_are_real_jpegs(episode: SyntheticEpisode) -> None:
 def test_frame_pool_is_encoded_once() -> None:
     assert frame_pool(11, 0, 64, 48, 2) is frame_pool(11, 0, 64, 48, 2)
     assert frame_pool(11, 0, 64, 48, 2) != frame_pool(11, 1, 64, 48, 2)
+
+
+def test_frames_never_repeat_within_an_episode() -> None:
+    spec = SyntheticSpec(seed=21, frame_seed=5, duration_s=1.0, cameras=("a", "b"))
+    episode = generate_episode(spec)
+    frames = [
+        frame
+        for name in ("cam_a", "cam_b")
+        for frame in episode.streams[name].column("data").to_pylist()
+    ]
+    assert len(frames) == 60
+    assert len(set(frames)) == len(frames)
+    # Incompressible as a real camera's JPEG: no repeats for zstd to find.
+    joined = b"".join(frames)
+    assert len(pa.compress(joined, "zstd", asbytes=True)) > 0.98 * len(joined)
+    # Another episode sharing the frame seed starts at another frame, still none repeated.
+    other = generate_episode(replace(spec, seed=22)).streams["cam_a"].column("data").to_pylist()
+    assert len(set(other)) == 30
+    assert other != episode.streams["cam_a"].column("data").to_pylist()
+
+
+def test_camera_frames_are_the_same_bytes_in_any_order() -> None:
+    late_first = camera_frames(31, 0, 64, 48, count=6, first=4).to_pylist()
+    in_order = camera_frames(32, 0, 64, 48, count=6).to_pylist()
+    assert len(set(late_first)) == 6
+    assert camera_frames(31, 0, 64, 48, count=6).to_pylist() == late_first[2:] + late_first[:2]
+    assert set(in_order).isdisjoint(late_first)
 
 
 def test_events_tell_the_task_and_outcome(episode: SyntheticEpisode) -> None:
