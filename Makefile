@@ -69,6 +69,9 @@ bench: setup ## benchmarks: robolake's figures as ratios to Kafka/MinIO ceilings
 bench-memory: setup ## writer peak RSS vs its cap draining ~212k tiny chunks of 3,000 episodes (~7 min)
 	$(BIN)/python -m robolake.bench.writer_memory --out bench-results/writer-memory.json $(BENCH_ARGS)
 
+bench-peers: setup ## robolake next to Benthos v4.27.0 (built once, ~7 min cold): HTTP->Kafka, Kafka->S3
+	$(BIN)/python -m robolake.bench.peers --out docs/performance/peers.json $(BENCH_ARGS)
+
 stack-up: setup ## start the local Kafka + MinIO + Prometheus stack and print its endpoints
 	$(ROBOLAKE) stack up
 

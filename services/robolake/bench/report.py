@@ -10,6 +10,7 @@ import asyncio
 import platform
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from robolake.bench import ceilings, clients, lake, scaling, validation
 from robolake.bench.collector import collector_load
 from robolake.bench.end_to_end import end_to_end
+from robolake.bench.peers import bucket_totals
 from robolake.bench.writer import writer_load
 from robolake.collector.sink import LINGER_MS, MAX_BATCH_BYTES
 from robolake.endpoints import Endpoints
@@ -123,20 +125,51 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
         chunk_bytes=RECORD_BYTES,
         event_loop=loop,
     )
+    # What each drain left in its bucket (shards, table metadata), before the bucket is dropped.
+    stored: dict[str, int] = {}
+
+    def stored_as(name: str) -> Callable[[Endpoints], None]:
+        def inspect(dataset: Endpoints) -> None:
+            stored[name] = bucket_totals(dataset)[0]
+
+        return inspect
+
     say(f"writer: draining {plan['writer_mb']} MB from a pre-filled topic")
     writer = await writer_load(
-        endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES
+        endpoints,
+        workdir,
+        megabytes=plan["writer_mb"],
+        chunk_bytes=RECORD_BYTES,
+        inspect=stored_as("writer"),
     )
     say(f"writer without Iceberg commits (--record bucket): draining {plan['writer_mb']} MB")
     bucket_writer = await writer_load(
-        endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES, record="bucket"
+        endpoints,
+        workdir,
+        megabytes=plan["writer_mb"],
+        chunk_bytes=RECORD_BYTES,
+        record="bucket",
+        inspect=stored_as("writer_bucket"),
     )
     say("readers and the exporter at scale (bench/lake.py)")
     lake_figures = await lake.lake_scale(endpoints, workdir, lake.plan(smoke), say)
     say(f"3 writers sharing the tables: draining {plan['writer_mb']} MB")
     writers3 = await writer_load(
-        endpoints, workdir, megabytes=plan["writer_mb"], chunk_bytes=RECORD_BYTES, writers=3
+        endpoints,
+        workdir,
+        megabytes=plan["writer_mb"],
+        chunk_bytes=RECORD_BYTES,
+        writers=3,
+        inspect=stored_as("writers_3"),
     )
+    ratios = {
+        name: stored.get(name, 0) / (figures.megabytes * 1e6) if figures.megabytes else 0.0
+        for name, figures in (
+            ("writer", writer),
+            ("writer_bucket", bucket_writer),
+            ("writers_3", writers3),
+        )
+    }
     # The maximum is the collector's closed-loop rate with its default event loop.
     best = uvloop_figures or collector
     maximum = best.mb_per_s
@@ -229,6 +262,14 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             0.0,
             "",
         ),
+        (
+            "writer stored/offered bytes",
+            ratios["writer"],
+            None,
+            None,
+            "~1 on camera data (JPEG)",
+        ),
+        ("writer stored/offered, --record bucket", ratios["writer_bucket"], None, None, ""),
         ("writer table commit ms (mean)", writer.table_commit_mean_ms, None, None, ""),
         ("writer table commit ms p50", writer.table_commit_p50_ms, None, None, ""),
         ("writer table commit ms p99", writer.table_commit_p99_ms, None, None, ""),
@@ -241,6 +282,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "",
         ),
         ("3 writers: table commit ms p99", writers3.table_commit_p99_ms, None, None, ""),
+        ("3 writers: stored/offered bytes", ratios["writers_3"], None, None, ""),
         ("writer start-up s (join, recovery)", writer.startup_s, None, None, ""),
         *lake.rows(lake_figures),
         (
@@ -365,6 +407,7 @@ async def measure(endpoints: Endpoints, workdir: Path, log4j: Path, smoke: bool)
             "writer": asdict(writer),
             "writer_bucket": asdict(bucket_writer),
             "writers_3": asdict(writers3),
+            "stored_bytes": stored,
             "lake": asdict(lake_figures),
             "collector_2_processes": asdict(two),
             "producer_sweep": [asdict(p) for p in sweep],

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,6 +165,9 @@ async def writer_load(
     flush_age_s: float = 2.0,
     record: str = "auto",
     writers: int = 1,
+    committer: str = "process",
+    prefilled: tuple[str, int, int] | None = None,
+    inspect: Callable[[Endpoints], None] | None = None,
 ) -> WriterFigures:
     """Fill a topic, then run ``writers`` writers in one group until every record is committed.
 
@@ -172,16 +176,24 @@ async def writer_load(
     ``flush_age_s`` (the topic has gone quiet, so the last buffers flush by age). Several
     writers share the tables, so their commits conflict: the figures say how often. The topic
     and the dataset's bucket are deleted afterwards.
+
+    ``prefilled`` = (topic, partitions, chunk bytes in it): drain that topic instead (the caller
+    fills and deletes it; bench/peers.py drains one topic with the writer and with its peer).
+    ``inspect`` is called with the run's dataset after the writers stopped, before the bucket
+    is deleted (to count what was stored).
     """
-    topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
-    count = max(4, 2 * writers)
-    await ensure_topics(
-        endpoints.kafka_bootstrap,
-        [TopicSpec(topic, count, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
-    )
-    filling = time.monotonic()
-    total = await prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)
-    prefill_rate = total / 1e6 / (time.monotonic() - filling)
+    if prefilled is None:
+        topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
+        count = max(4, 2 * writers)
+        await ensure_topics(
+            endpoints.kafka_bootstrap,
+            [TopicSpec(topic, count, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
+        )
+        filling = time.monotonic()
+        total = await prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)
+        prefill_rate = total / 1e6 / (time.monotonic() - filling)
+    else:
+        (topic, count, total), prefill_rate = prefilled, 0.0
     admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
     await admin.start()
     probe = AIOKafkaConsumer(bootstrap_servers=endpoints.kafka_bootstrap)
@@ -213,6 +225,8 @@ async def writer_load(
                 f"{buffer_mib}MiB",
                 "--record",
                 record,
+                "--committer",
+                committer,
             ],
             bench_env(bucket_endpoints, topic, workdir / "none.json"),
             workdir / ("writer.log" if n == 0 else f"writer-{n}.log"),
@@ -250,10 +264,14 @@ async def writer_load(
             done = time.monotonic()
             cpu_at_done = sum(cpu_seconds(s.process.pid) for s in services)
             pages = [await _page(session, url) for url in urls]
+        await asyncio.gather(*(service.stop() for service in services))
+        if inspect is not None:
+            await asyncio.to_thread(inspect, bucket_endpoints)
     finally:
         await asyncio.gather(*(service.stop() for service in services))
-        with contextlib.suppress(KafkaError):
-            await admin.delete_topics([topic])
+        if prefilled is None:
+            with contextlib.suppress(KafkaError):
+                await admin.delete_topics([topic])
         await admin.close()
         await asyncio.to_thread(drop_dataset, bucket_endpoints)
     commits = sum(_sample(page, f"{histogram}_count") for page in pages)
