@@ -20,7 +20,7 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from robolake.collector.errors import Backpressure
 from robolake.collector.limits import DeviceQuota, InflightBytes, Reservation, jittered
@@ -390,8 +390,8 @@ class Collector:
         return web.json_response({"status": "ready"})
 
     async def metrics_endpoint(self, request: web.Request) -> web.StreamResponse:
-        """Prometheus exposition of this process's metrics."""
-        response = web.Response(body=generate_latest(self.metrics.registry))
+        """Prometheus exposition: this process's metrics, or all its sibling workers'."""
+        response = web.Response(body=self.metrics.exposition())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
 
@@ -416,6 +416,7 @@ class Collector:
         template = route.canonical if route is not None else "unmatched"
         method = method_label(request.method)
         self.metrics.requests.labels(template, method, str(response.status)).inc()
+        self.metrics.worker_requests.inc()
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:

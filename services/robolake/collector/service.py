@@ -22,6 +22,7 @@ from robolake.collector.metrics import CollectorMetrics
 from robolake.collector.protocol import CollectorRunner
 from robolake.collector.settings import CollectorSettings
 from robolake.collector.sink import KafkaSink
+from robolake.collector.workers import WorkerRole
 from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.kafka.producer import ProducerFactory, aiokafka_producer, start_when_reachable
@@ -52,8 +53,12 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     producer_factory: ProducerFactory = aiokafka_producer,
+    worker: WorkerRole | None = None,
 ) -> None:
     """Run one collector until SIGTERM/SIGINT (or ``stop``), then drain and return.
+
+    ``worker``: this process is one of the workers of a master (``collector/workers.py``); its
+    metrics go to the master's directory and ``/metrics`` serves every worker's.
 
     Every resource is entered on one exit stack as soon as it exists, so whatever fails later
     (Kafka never answering, the port taken, a bad TLS key) still closes what came before, in
@@ -67,7 +72,10 @@ async def serve(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
                 stack.callback(loop.remove_signal_handler, sig)
-        metrics = CollectorMetrics()
+        if worker is None:
+            metrics = CollectorMetrics()
+        else:
+            metrics = CollectorMetrics(worker=worker.index, multiprocess_dir=worker.metrics_dir)
         sink = KafkaSink(
             endpoints.kafka_bootstrap,
             metrics=metrics,
@@ -113,12 +121,13 @@ async def serve(
         stack.push_async_callback(_drain, collector, metrics, settings.drain_seconds)
         metrics.ready.set(1)
         log.info(
-            "collector listening on %s://%s:%d%s (Kafka %s, topic %s)",
+            "collector listening on %s://%s:%d%s (Kafka %s, topic %s)%s",
             "https" if ssl_context else "http",
             settings.host,
             settings.port,
             " with SO_REUSEPORT" if settings.reuse_port else "",
             endpoints.kafka_bootstrap,
             collector.topic,
+            "" if worker is None else f": worker={worker.index} master={worker.master_pid}",
         )
         await stop.wait()

@@ -15,6 +15,7 @@ from robolake.episode.topics import CHUNK_TOPIC, DEFAULT_MAX_CHUNK_BYTES
 ENV_TICKET_KEY: Final = "ROBOLAKE_TICKET_KEY"
 ENV_CHUNK_TOPIC: Final = "ROBOLAKE_CHUNK_TOPIC"
 ENV_REUSE_PORT: Final = "ROBOLAKE_COLLECTOR_REUSE_PORT"
+ENV_WORKERS: Final = "ROBOLAKE_COLLECTOR_WORKERS"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
@@ -32,6 +33,9 @@ class CollectorSettings:
     ``/healthz`` on the shared port answer for whichever process the connection landed on, so
     scrape and probe each process some other way. Off by default: with it, a second collector
     started by mistake on the same port silently shares the traffic instead of failing to bind.
+    ``--workers N`` is the usual way to fill a node: its workers always set ``SO_REUSEPORT``
+    among themselves, their ``/metrics`` is merged, and the master checks the port is free
+    first unless ``--reuse-port`` says sharing it with other commands is intended.
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +59,10 @@ class CollectorSettings:
     topic: str = CHUNK_TOPIC
     #: SO_REUSEPORT on the listening socket: several processes share one port (see above).
     reuse_port: bool = False
+    #: Worker processes of one ``robolake collector`` command (``--workers``): more than one
+    #: starts a master that runs them on the shared port (``collector/workers.py``). The CLI
+    #: defaults to :func:`available_cores`; one collector object is always one process.
+    workers: int = 1
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CollectorSettings:
@@ -83,7 +91,33 @@ class CollectorSettings:
             reuse_port=(
                 _env_flag(ENV_REUSE_PORT) if args.reuse_port is None else bool(args.reuse_port)
             ),
+            workers=_workers(args.workers),
         )
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: what a container or ``taskset``
+    gives it, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _workers(flag: int | None) -> int:
+    """``--workers``, else ``$ROBOLAKE_COLLECTOR_WORKERS``, else one per available core."""
+    if flag is not None:
+        count, source = flag, "--workers"
+    elif text := os.environ.get(ENV_WORKERS, "").strip():
+        try:
+            count, source = int(text), ENV_WORKERS
+        except ValueError:
+            raise CollectorError(f"{ENV_WORKERS}={text!r}: expected a whole number >= 1") from None
+    else:
+        return available_cores()
+    if count < 1:
+        raise CollectorError(f"{source} {count}: expected a whole number >= 1 (1 = no master)")
+    return count
 
 
 def _env_int(name: str, default: int) -> int:
@@ -161,4 +195,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the kernel spreads connections among them (e.g. one process per core); /metrics and "
         "/readyz on the shared port then answer for one process only "
         f"(env {ENV_REUSE_PORT}=1, default off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="worker processes sharing --port through SO_REUSEPORT, run by a master that "
+        "forwards SIGTERM/SIGINT to them, waits for each to drain and restarts one that dies "
+        "(with backoff; a crash loop stops it with an error); /metrics of any worker is the sum "
+        "of all of them. 1 = a single process, no master "
+        f"(env {ENV_WORKERS}, default: one per available core, {available_cores()} here)",
     )  # fmt: skip

@@ -44,6 +44,7 @@ LABEL_BOUNDS: Final[dict[str, str]] = {
     "organisation": "organisations in the device registry (fewer than capture points)",
     "table": "robolake's Iceberg tables: one per stream type version, plus the episodes index",
     "task": "maintenance tasks: compact, expire, orphans",
+    "worker": "worker processes of one collector command: 0 to --workers - 1 (one per core)",
 }
 
 #: Labels that would make a series per episode, chunk or device: never allowed.

@@ -77,7 +77,7 @@ async def test_thousands_of_idle_connections_do_not_stop_uploads(
     devices: Devices,
     episode: SyntheticEpisode,
 ) -> None:
-    process = collector_process()
+    process = collector_process("--workers", "1")  # one process: its RSS is the collector's
     await wait_ready(process.base, process)
     host, port = process.base.removeprefix("http://").split(":")
     baseline = rss_mib(process.proc.pid)

@@ -145,7 +145,8 @@ async def test_memory_stays_bounded_with_hundreds_of_concurrent_uploads(
 ) -> None:
     cap = 16 * 1024 * 1024
     uploads = 300
-    process = collector_process("--inflight-bytes", str(cap))
+    # One process, so its RSS is the collector's and the cap is the collector's.
+    process = collector_process("--inflight-bytes", str(cap), "--workers", "1")
     await wait_ready(process.base, process)
     episode = generate_episode(
         SyntheticSpec(seed=5, duration_s=4.0, cameras=("head",), device_id="dev-a",
@@ -215,7 +216,8 @@ async def test_sigterm_during_uploads_loses_nothing_acknowledged(
     devices: Devices,
     episode: SyntheticEpisode,
 ) -> None:
-    process = collector_process("--drain-seconds", "20")
+    # A single process (no master): test_workers.py does the same through a master.
+    process = collector_process("--drain-seconds", "20", "--workers", "1")
     await wait_ready(process.base, process)
     chunks = list(episode.iter_chunks(max_chunk_bytes=128 * 1024))
     acked: set[tuple[str, int]] = set()
