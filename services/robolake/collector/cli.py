@@ -11,7 +11,7 @@ from typing import Any
 
 from robolake.collector.errors import CollectorError
 from robolake.collector.settings import ENV_TICKET_KEY, CollectorSettings, add_arguments
-from robolake.collector.workers import WorkerRole, run_master
+from robolake.collector.workers import MasterSpec, WorkerRole, check_port_free, exec_master
 
 #: Flags a worker gets from its master rather than from the command line.
 _MASTER_FLAGS = frozenset({"workers", "reuse_port"})
@@ -69,16 +69,20 @@ def _collector(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     settings = CollectorSettings.from_args(args)
     role = WorkerRole.from_env()
     if role is None and settings.workers > 1:
-        return run_master(
-            settings.workers,
-            worker_argv(parser, args),
-            host=settings.host,
-            port=settings.port,
-            # --reuse-port given on purpose: sharing the port with other collectors is intended.
-            probe_port=not settings.reuse_port,
-            # A worker drains in-flight uploads, then closes the server (same bound), then
-            # flushes its producer (each send bounded by send_timeout); then it is late.
-            stop_grace=2 * settings.drain_seconds + settings.send_timeout + 15.0,
+        if not settings.reuse_port:  # --reuse-port: sharing with other collectors is intended
+            check_port_free(settings.host, settings.port)
+        exec_master(
+            MasterSpec(
+                workers=settings.workers,
+                argv=worker_argv(parser, args),
+                host=settings.host,
+                port=settings.port,
+                # A worker drains in-flight uploads, then closes the server (same bound), then
+                # flushes its producer (each send bounded by send_timeout); then it is late.
+                stop_grace=2 * settings.drain_seconds + settings.send_timeout + 15.0,
+                log_level=args.log_level,
+                log_format=args.log_format,
+            )
         )
     if role is not None:
         role.bind_to_master()

@@ -16,8 +16,12 @@ them; and then it only supervises:
 - Workers die with the master (``PR_SET_PDEATHSIG``): a master killed with SIGKILL takes its
   workers with it, as a single process would die, and leaves nothing holding the port.
 
-Workers are fresh interpreters (fork + exec of the same ``robolake collector`` command with
-``--workers 1 --reuse-port``), not forks of the master: each imports prometheus_client with
+The master is lean: ``robolake collector`` parses its flags, checks the port, then replaces
+itself (``execv``, so the PID the operator or orchestrator signals stays the same) with
+``python -m robolake.collector.workers SPEC``, which imports little besides this module, instead
+of keeping the memory of every import the full ``robolake`` command made. Workers are fresh
+interpreters (fork + exec of the same ``robolake collector`` command with ``--workers 1
+--reuse-port``), not forks of the master: each imports prometheus_client with
 ``$PROMETHEUS_MULTIPROC_DIR`` already set (``collector/metrics.py``), and no state of the
 master's leaks into them. Nothing else is shared: upload tickets are signed, not stored
 (``collector/tickets.py``), so any worker accepts any request of any upload.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import logging
 import os
 import shutil
@@ -47,6 +52,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final, Protocol
 
+from robolake import logs
 from robolake.collector.errors import CollectorError
 
 log = logging.getLogger(__name__)
@@ -388,7 +394,6 @@ def run_master(
     *,
     host: str,
     port: int,
-    probe_port: bool,
     stop_grace: float,
     policy: RestartPolicy | None = None,
 ) -> int:
@@ -396,8 +401,6 @@ def run_master(
     code. The workers' metrics directory is created here and removed on the way out."""
     from prometheus_client.multiprocess import mark_process_dead
 
-    if probe_port:
-        check_port_free(host, port)
     metrics_dir = Path(tempfile.mkdtemp(prefix="robolake-collector-metrics-"))
     env = {**os.environ, ENV_MASTER_PID: str(os.getpid()), ENV_METRICS_DIR: str(metrics_dir)}
     master = Master(
@@ -430,3 +433,63 @@ def run_master(
         shutil.rmtree(metrics_dir, ignore_errors=True)
     log.info("collector master stopped: status=%d restarts=%d", code, master.restarts)
     return code
+
+
+@dataclass(frozen=True)
+class MasterSpec:
+    """Everything the exec'd master needs, passed as one JSON argument."""
+
+    workers: int
+    argv: list[str]
+    host: str
+    port: int
+    stop_grace: float
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MasterSpec:
+        return cls(**json.loads(text))
+
+
+def exec_master(spec: MasterSpec) -> None:
+    """Replace this process with the lean master running ``spec``; does not return.
+
+    Only ``robolake collector`` calls it, as its last act: the process image is gone afterwards,
+    so nothing embedding :func:`robolake.cli.main` may call it in-process.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    command = [sys.executable, "-m", "robolake.collector.workers", spec.to_json()]
+    os.execv(sys.executable, command)  # noqa: S606 - our own interpreter, no shell
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m robolake.collector.workers SPEC``: the master, after ``robolake collector``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m robolake.collector.workers SPEC (run by robolake collector)")
+        return 2
+    spec = MasterSpec.from_json(args[0])
+    logs.configure(spec.log_level, "json" if spec.log_format == "json" else "text")
+    try:
+        return run_master(
+            spec.workers,
+            spec.argv,
+            host=spec.host,
+            port=spec.port,
+            stop_grace=spec.stop_grace,
+        )
+    except CollectorError as exc:
+        print(f"robolake: error: {logs.escape(str(exc))}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    # This module again under its own name, so its records are robolake.collector.workers's.
+    from robolake.collector import workers
+
+    sys.exit(workers.main())

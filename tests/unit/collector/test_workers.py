@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,13 @@ from robolake.collector.workers import (
     ENV_WORKER_INDEX,
     CrashLoop,
     Master,
+    MasterSpec,
     RestartPolicy,
     WorkerRole,
     check_port_free,
     describe_exit,
+    main,
+    run_master,
 )
 
 
@@ -258,6 +262,31 @@ def test_abandon_kills_and_reaps_every_worker(factory: Factory, clock: Clock) ->
 def test_exit_statuses_read_as_words() -> None:
     assert describe_exit(3) == "exit 3"
     assert describe_exit(-signal.SIGKILL) == "signal SIGKILL"
+
+
+def test_run_master_with_real_processes_gives_up_on_a_crash_loop_and_cleans_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    argv = [sys.executable, "-c", "raise SystemExit(3)"]
+    policy = RestartPolicy(max_restarts=2, backoff_initial=0.01, backoff_max=0.01)
+    with caplog.at_level("INFO"), pytest.raises(CrashLoop, match="exit 3"):
+        run_master(2, argv, host="127.0.0.1", port=1, stop_grace=5, policy=policy)
+    started = [r.getMessage() for r in caplog.records if "metrics merged from" in r.getMessage()]
+    assert len(started) == 1
+    metrics_dir = Path(started[0].rsplit(" ", 1)[1])
+    assert metrics_dir.name.startswith("robolake-collector-metrics-")
+    assert not metrics_dir.exists(), "the metrics directory was left behind"
+
+
+def test_the_master_spec_survives_its_trip_through_exec() -> None:
+    spec = MasterSpec(workers=3, argv=["python", "-m", "robolake"], host="::", port=80,
+                      stop_grace=75.0, log_level="DEBUG", log_format="json")  # fmt: skip
+    assert MasterSpec.from_json(spec.to_json()) == spec
+
+
+def test_the_master_entry_point_wants_one_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "robolake collector" in capsys.readouterr().out
 
 
 # -- the worker's side ---------------------------------------------------------------------
