@@ -120,7 +120,6 @@ def install_benthos(progress: Callable[[str], None] = say) -> Path:
     result = subprocess.run(
         [go, "build", "-trimpath", f"-ldflags={BENTHOS_LDFLAGS}", "-o", str(partial), "."],
         cwd=module, capture_output=True, text=True, check=False,
-        env=dict(os.environ, CGO_ENABLED="0"),
     )  # fmt: skip
     if result.returncode != 0 or not partial.is_file():
         raise PeerBenchError(
