@@ -634,7 +634,12 @@ class Writer:
     def _update_gauges(self) -> None:
         consumer = self.consumer
         self.metrics.buffered_bytes.set(self._held_bytes())
+        # A member the group kicked out (frozen past its session) has lost its assignment
+        # before the revocation callback runs: those partitions are not asked about.
+        assigned = consumer.assignment()
         for tp, writer in self.partitions.items():
+            if tp not in assigned:
+                continue
             highwater = consumer.highwater(tp)
             writer.highwater = highwater
             if highwater is not None:

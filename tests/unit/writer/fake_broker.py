@@ -171,4 +171,6 @@ class FakeConsumer:
             self.commits.append((tp.partition, offset))
 
     def highwater(self, partition: TopicPartition) -> int | None:
+        # As aiokafka's: asking for a partition the member does not hold is a programming error.
+        assert partition in self.assigned, "Partition is not assigned"
         return self.broker.end(partition.partition)

@@ -163,6 +163,27 @@ async def test_rebalance_while_a_flush_uploads_hands_the_partition_over_committe
     assert b.consumer.assigned_at[0] == handed_over  # B started where A's hand-over ended
 
 
+async def test_a_member_that_lost_its_assignment_before_the_callback_keeps_running() -> None:
+    """aiokafka drops a kicked member's assignment (a writer frozen past its session, thawed)
+    before the revocation callback runs; the loop must not ask about those partitions then
+    (seen: ``highwater`` raised and the writer died, an elected-committer zombie test)."""
+    broker, store, clock, produced = FakeBroker(), ScriptedStore(), FakeClock(), Produced()
+    produce(broker, 0, 1, produced)
+    a = member(broker, store, clock)
+    broker.assign(a.consumer, [0, 1])
+    a.start()
+    await until(lambda: len(a.writer.partitions) == 2, "both partitions recovered")
+    polls = a.consumer.polls
+    a.consumer.assigned.clear()  # kicked: no callback yet
+    await until(lambda: a.consumer.polls > polls + 5, "the loop polling on")
+    assert a.task is not None
+    assert not a.task.done(), a.task.exception() if a.task.done() else None
+    broker.assign(a.consumer, [0, 1])  # rejoined: revoked, then assigned again
+    await until(lambda: all_committed(broker), "the partitions committed after the rejoin")
+    await a.shut()
+    assert stored_rows(store) == produced.rows
+
+
 async def test_a_member_revoked_while_uploading_loses_its_commit_and_the_next_owner_replays() -> (
     None
 ):
