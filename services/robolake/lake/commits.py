@@ -61,10 +61,13 @@ def data_file_from_footer(
 ) -> DataFile:
     """The manifest entry of a Parquet file from its footer and size (no bytes needed).
 
-    Encoded media (binary columns) are written without statistics (``schemas/shards.md``), so
-    the plan says so instead of pyiceberg warning about each of them in every file.
+    Encoded media (binary columns, ``schemas/shards.md``) and list elements (pyarrow's
+    ``write_statistics`` names top-level columns) have no statistics in the footer, so the plan
+    says so for every column without them, instead of pyiceberg warning about each in every
+    file (a hundred log lines per flush).
     """
     schema = metadata.schema()
+    mapping = parquet_path_to_id_mapping(schema)
     properties = {
         **metadata.properties,
         **{
@@ -73,10 +76,20 @@ def data_file_from_footer(
             if isinstance(f.field_type, BinaryType)
         },
     }
+    if footer.num_row_groups:
+        first = footer.row_group(0)
+        for i in range(footer.num_columns):
+            column = first.column(i)
+            if column.is_stats_set:
+                continue
+            field_id = mapping.get(column.path_in_schema)
+            name = schema.find_column_name(field_id) if field_id is not None else None
+            if name is not None:
+                properties[f"write.metadata.metrics.column.{name}"] = "none"
     stats = data_file_statistics_from_parquet_metadata(
         parquet_metadata=footer,
         stats_columns=compute_statistics_plan(schema, properties),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+        parquet_column_mapping=mapping,
     )
     return DataFile.from_args(
         content=DataFileContent.DATA,
