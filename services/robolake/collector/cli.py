@@ -27,7 +27,7 @@ def add_parsers(subparsers: Any) -> None:
             "with acks=all. Stateless: run as many replicas as needed behind a load balancer; "
             f"they must share {ENV_TICKET_KEY} and the device registry file. One replica uses "
             "every core it may run on: --workers processes share the port (see "
-            "docs/operations.md, 'Sizing a node'). Kafka and S3 come from the ROBOLAKE_* "
+            "docs/operations.md, 'Collector workers'). Kafka and S3 come from the ROBOLAKE_* "
             "environment (see `robolake stack status --env`)."
         ),
     )
