@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import ClientSession
 from collector_harness import (
     CollectorProcess,
@@ -85,7 +86,12 @@ async def test_two_workers_share_the_port_and_a_sigterm_drains_both(
     kafka_topic: str,
     devices: Devices,
     episode: SyntheticEpisode,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the master makes its metrics directory
     process = collector_process("--workers", "2", "--drain-seconds", "20")
     await _log_lines(process, "collector listening on", 2, within=90)
     await wait_ready(process.base, process)
@@ -173,12 +179,18 @@ async def test_two_workers_share_the_port_and_a_sigterm_drains_both(
     assert all(n > 0 for n in draining), f"a worker had nothing in flight: {draining}"
     assert outcomes.count("slow 201") == _SLOW_UPLOADS, "an upload in flight was not drained"
     assert "collector master stopped: status=0 restarts=0" in log
+    assert "metrics merged from " + str(scratch) in log
+    assert not list(scratch.iterdir()), "the master left its metrics directory behind"
     assert not lost
 
 
 async def test_a_dead_worker_is_replaced_and_workers_die_with_their_master(
     collector_process: Callable[..., CollectorProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A killed master cannot remove its metrics directory: keep it out of the real /tmp.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     process = collector_process("--workers", "2")
     await _log_lines(process, "collector listening on", 2, within=90)
     first = _children(process.pid)
