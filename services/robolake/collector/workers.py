@@ -62,6 +62,8 @@ ENV_MASTER_PID: Final = "ROBOLAKE_COLLECTOR_MASTER_PID"
 #: prometheus_client's own variable: where each worker's metric files live.
 ENV_METRICS_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 _PR_SET_PDEATHSIG: Final = 1
+#: A master's metrics directory is ``$TMPDIR/<prefix><master pid>-<random>``.
+METRICS_DIR_PREFIX: Final = "robolake-collector-metrics-"
 
 
 class CrashLoop(CollectorError):
@@ -371,6 +373,30 @@ def check_port_free(host: str, port: int) -> None:
                 ) from exc
 
 
+def remove_orphaned_metrics_dirs(parent: Path) -> list[Path]:
+    """Remove the metrics directories of masters that are gone; those removed.
+
+    A master removes its own directory on the way out, but one killed (SIGKILL, OOM) cannot.
+    Each directory is named for its master's PID, so the next master on the host removes those
+    whose master no longer runs. A live PID keeps its directory even if it was reused by
+    another process: only disk space is at stake, never a live master's files.
+    """
+    removed = []
+    for path in parent.glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid_text = path.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir() or path.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            log.info("removed the metrics directory of a collector master that is gone: %s", path)
+        except PermissionError:
+            continue  # alive, someone else's
+    return removed
+
+
 def popen_factory(argv: Sequence[str], env: Mapping[str, str]) -> ProcessFactory:
     """Workers as child processes running ``argv``, with ``env`` and their index; their output
     goes where the master's goes."""
@@ -401,7 +427,9 @@ def run_master(
     code. The workers' metrics directory is created here and removed on the way out."""
     from prometheus_client.multiprocess import mark_process_dead
 
-    metrics_dir = Path(tempfile.mkdtemp(prefix="robolake-collector-metrics-"))
+    parent = Path(tempfile.gettempdir())
+    remove_orphaned_metrics_dirs(parent)
+    metrics_dir = Path(tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=parent))
     env = {**os.environ, ENV_MASTER_PID: str(os.getpid()), ENV_METRICS_DIR: str(metrics_dir)}
     master = Master(
         workers,

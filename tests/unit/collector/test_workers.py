@@ -7,7 +7,9 @@ Forwarding SIGTERM to every worker and waiting for all of them, restarting a wor
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from robolake.collector.workers import (
     check_port_free,
     describe_exit,
     main,
+    remove_orphaned_metrics_dirs,
     run_master,
 )
 
@@ -276,6 +279,30 @@ def test_run_master_with_real_processes_gives_up_on_a_crash_loop_and_cleans_up(
     metrics_dir = Path(started[0].rsplit(" ", 1)[1])
     assert metrics_dir.name.startswith("robolake-collector-metrics-")
     assert not metrics_dir.exists(), "the metrics directory was left behind"
+
+
+def test_metrics_dirs_of_masters_that_are_gone_are_removed(tmp_path: Path) -> None:
+    dead_pid = _a_dead_pid()
+    mine = tmp_path / f"robolake-collector-metrics-{os.getpid()}-abc"
+    orphan = tmp_path / f"robolake-collector-metrics-{dead_pid}-def"
+    other = tmp_path / "robolake-collector-metrics-notapid"
+    for path in (mine, orphan, other):
+        path.mkdir()
+        (path / "counter_1.db").write_bytes(b"x")
+    assert remove_orphaned_metrics_dirs(tmp_path) == [orphan]
+    assert mine.exists()
+    assert other.exists()
+    assert not orphan.exists()
+
+
+def _a_dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its PID names no process (until the kernel reuses it)
+    try:
+        os.kill(child.pid, 0)
+    except ProcessLookupError:
+        return child.pid
+    pytest.skip("the PID was reused at once")
 
 
 def test_the_master_spec_survives_its_trip_through_exec() -> None:
