@@ -518,7 +518,10 @@ class Writer:
                 stats.shared,
             )
         if stats.kafka_offset is not None:
-            await self._commit(writer, stats.kafka_offset)
+            if self.ledger.kafka_is_truth:
+                await self._commit(writer, stats.kafka_offset)
+            else:
+                await self._hint(writer, stats.kafka_offset)
         if stats.released:
             await asyncio.to_thread(delete_quietly, self.store, list(stats.released))
         return True
@@ -575,6 +578,23 @@ class Writer:
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             self._lose(tp, f"commit of offset {offset} to Kafka failed ({exc!r})")
             raise PartitionLost(f"{tp.topic}[{tp.partition}] commit failed: {exc!r}") from exc
+
+    async def _hint(self, writer: PartitionWriter, offset: int) -> None:
+        """Kafka's committed offset where the tables are the truth: a hint for lag tools. Its
+        failure (the group rebalancing) changes nothing of the flush, which is durable: the
+        revocation that follows hands the partition over as usual. Failing the flush here left
+        it pending, and the hand-over committed it to the tables a second time."""
+        tp = TopicPartition(writer.topic, writer.partition)
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.info(
+                "%s[%d]: Kafka's committed offset (a hint; the tables hold %d) not updated: %r",
+                writer.topic,
+                writer.partition,
+                offset,
+                exc,
+            )
 
     def _account(self, writer: PartitionWriter, flush: PreparedFlush, elapsed: float) -> None:
         m = self.metrics

@@ -168,6 +168,10 @@ class _Staged:
     moved: bool = False
     #: The last staged flush's checkpoint: its offset and key are what the commit records.
     last: Checkpoint | None = None
+    #: Tables these flushes are committed to already (a commit that failed part-way and is
+    #: retried must not submit them again: their expected offset is now the new one, so the
+    #: compare-and-set would pass and append the same files twice).
+    landed: set[str] = field(default_factory=set)
 
 
 class TableLedger:
@@ -214,6 +218,14 @@ class TableLedger:
         self._staged: weakref.WeakKeyDictionary[PartitionWriter, _Staged] = (
             weakref.WeakKeyDictionary()
         )
+        #: Per partition writer, the checkpoints of the flushes its last commit made durable
+        #: and what that commit returned: a flush handed in again (its follow-up failed, e.g.
+        #: the Kafka hint in a rebalance, so the loop still holds it pending) is not appended
+        #: a second time -- its tables now expect the new offset, so the compare-and-set
+        #: would pass.
+        self._landed: weakref.WeakKeyDictionary[
+            PartitionWriter, tuple[frozenset[str], CommitStats]
+        ] = weakref.WeakKeyDictionary()
         self.layout: FlushLayout = TableLayout(tables, token)
         #: One committer per table, shared by the partitions (:mod:`robolake.writer.committer`);
         #: a flush's stream type tables commit at once, through theirs: 7 tables took 1.4-1.9 s
@@ -341,6 +353,9 @@ class TableLedger:
                 staged = self._staged[writer] = _Staged(self.monotonic())
         if flush.checkpoint.key in staged.checkpoints:
             return staged
+        for name in staged.landed:  # committed part-way before: those files are in
+            staged.files.pop(name, None)
+        staged.landed.clear()
         for file in flush.files:
             name = (
                 lake_layout.INDEX_TABLE
@@ -374,6 +389,17 @@ class TableLedger:
         return quiet or self.monotonic() // interval > staged.since // interval
 
     def commit(self, writer: PartitionWriter, flush: PreparedFlush) -> CommitStats:
+        with self._lock:
+            landed = self._landed.get(writer)
+        if landed is not None and flush.checkpoint.key in landed[0]:
+            before = landed[1]
+            log.info(
+                "%s[%d]: flush %d was committed already; not again",
+                writer.topic,
+                writer.partition,
+                flush.checkpoint.flush,
+            )
+            return CommitStats(flushes=0, kafka_offset=before.kafka_offset)
         staged = self._stage(writer, flush)
         if not self._due(writer, flush, staged):
             log.debug(
@@ -399,7 +425,9 @@ class TableLedger:
         checkpoint = staged.last
         if checkpoint is None:
             return CommitStats(flushes=0)
-        shard_tables = sorted(n for n in staged.files if n != lake_layout.INDEX_TABLE)
+        shard_tables = sorted(
+            n for n in staged.files if n != lake_layout.INDEX_TABLE and n not in staged.landed
+        )
 
         def submit(name: str) -> Future[Landed]:
             return self._submit(writer, name, staged.files[name], checkpoint)
@@ -410,6 +438,7 @@ class TableLedger:
                 for name in shard_tables:
                     landed += wait_all([submit(name)])
                     writer.table_offsets[name] = checkpoint.next
+                    staged.landed.add(name)
                     log.info(
                         "%s[%d]: committed %s up to offset %d, pausing %.1f s (fault injection)",
                         writer.topic,
@@ -425,16 +454,15 @@ class TableLedger:
                 landed += wait_all([submit(name) for name in shard_tables])
                 for name in shard_tables:
                     writer.table_offsets[name] = checkpoint.next
+                staged.landed.update(shard_tables)
             landed += wait_all([submit(lake_layout.INDEX_TABLE)])
             writer.table_offsets[lake_layout.INDEX_TABLE] = checkpoint.next
         except Fenced as exc:
             raise PartitionFenced(str(exc)) from exc
         except CatalogUnavailable as exc:
             raise StorageUnavailable(str(exc), retry_after=1.0) from exc
-        with self._lock:
-            self._staged.pop(writer, None)
         released = [k for k in staged.superseded if k != checkpoint.key]
-        return CommitStats(
+        stats = CommitStats(
             time.perf_counter() - began,
             sum(one.conflicts for one in landed),
             len(shard_tables) + 1,
@@ -443,3 +471,7 @@ class TableLedger:
             kafka_offset=checkpoint.next if staged.moved else None,
             released=tuple(dict.fromkeys(released)),
         )
+        with self._lock:
+            self._staged.pop(writer, None)
+            self._landed[writer] = (frozenset(staged.checkpoints), stats)
+        return stats

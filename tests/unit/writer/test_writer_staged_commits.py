@@ -52,6 +52,8 @@ class FakeCommitters:
 
     submitted: list[Submitted] = field(default_factory=list)
     fail_with: BaseException | None = None
+    #: Tables whose next submission fails with this (once each).
+    fail_once: dict[str, BaseException] = field(default_factory=dict)
 
     def make(self, tables: Any, name: str) -> FakeCommitter:
         return FakeCommitter(self, name)
@@ -75,6 +77,10 @@ class FakeCommitter:
         future: Future[Landed] = Future()
         if self.all.fail_with is not None:
             future.set_exception(self.all.fail_with)
+            return future
+        once = self.all.fail_once.pop(self.name, None)
+        if once is not None:
+            future.set_exception(once)
             return future
         keys = [f.key.rsplit("/", 1)[-1] for f in files]
         self.all.submitted.append(
@@ -245,6 +251,43 @@ def test_a_failed_commit_is_retried_without_staging_the_flush_twice() -> None:
     imu = next(s for s in committers.submitted if s.table == layout.shard_table("imu.v1"))
     assert imu.keys == ["imu-1.parquet", "imu-2.parquet"]
     assert stats.flushes == 2
+
+
+def test_a_retry_after_the_index_failed_does_not_append_the_landed_tables_again() -> None:
+    """The stream type tables landed, the index commit did not (an outage, or no answer from an
+    elected committer in time): the retry commits the index only. Resubmitting the landed
+    tables with their new offset as the expected one passed the compare-and-set and appended
+    the same files a second time (seen in the thawed-zombie-committer test)."""
+    clock, committers = FakeClock(0.0), FakeCommitters()
+    ledger = _ledger(0.0, clock, committers)
+    writer = _writer(busy=False)
+    flush = _flush(1, 0, 10)
+    committers.fail_once[layout.INDEX_TABLE] = CatalogUnavailable("no answer in time")
+    with pytest.raises(StorageUnavailable):
+        ledger.commit(writer, flush)
+    imu = layout.shard_table("imu.v1")
+    assert [s.table for s in committers.submitted] == [imu]
+    stats = _run(ledger, writer, flush)
+    assert [s.table for s in committers.submitted] == [imu, layout.INDEX_TABLE]
+    assert (stats.flushes, stats.kafka_offset) == (1, 10)
+    assert writer.table_offsets == {imu: 10, layout.INDEX_TABLE: 10}
+
+
+def test_a_flush_committed_before_is_not_committed_again() -> None:
+    """A flush whose table commits landed but whose follow-up failed (the Kafka hint refused
+    in a rebalance) stays pending and is handed to the ledger again at the hand-over: it must
+    not be appended a second time (its tables now expect the new offset, so the
+    compare-and-set would pass; seen in the thawed-zombie-committer test)."""
+    clock, committers = FakeClock(0.0), FakeCommitters()
+    ledger = _ledger(0.0, clock, committers)
+    writer = _writer(busy=False)
+    flush = _flush(1, 0, 10)
+    first = ledger.commit(writer, flush)  # landed; the loop never got to writer.finished()
+    submitted = len(committers.submitted)
+    again = ledger.commit(writer, flush)
+    assert len(committers.submitted) == submitted, "the landed flush was submitted again"
+    assert (again.kafka_offset, again.tables) == (first.kafka_offset, 0)
+    assert ledger.settle(writer).flushes == 0
 
 
 def test_a_refused_commit_fences_the_partition() -> None:
