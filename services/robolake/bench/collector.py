@@ -5,6 +5,10 @@ The load generator encodes every device's chunks before the clock starts (distin
 frames, :mod:`robolake.episode.synthetic`), so during the run it costs little CPU and the figure
 is the collector's, not the generator's; :mod:`robolake.bench.scaling` reuses the same loop
 against several processes, :mod:`robolake.bench.peers` against Benthos.
+
+A collector started with ``--workers N`` (N > 1) is a master and N worker processes
+(docs/operations.md, "Collector workers"), so its memory is read over the process tree, never
+from the master's PID alone (the master holds ~25 MiB and serves nothing).
 """
 
 from __future__ import annotations
@@ -30,8 +34,15 @@ from robolake.endpoints import Endpoints
 from robolake.episode.checksums import checksum
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.episode.topics import MAX_RECORD_BYTES
+from robolake.launch import ServiceProcess
 from robolake.provision import TopicSpec, ensure_topics
 from robolake.stack.process import free_port
+
+#: What ``robolake.collector.service.serve`` logs once its socket is listening, once per worker
+#: (workers share the master's log). With a shared port, ``/readyz`` answers for whichever
+#: process took the connection, so the log is what says every process is up.
+LISTENING = "collector listening on"
+READY_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,13 @@ async def device_uploads(
         seq += 1
 
 
+async def listening(process: ServiceProcess, workers: int, *, within: float) -> None:
+    """Until ``process`` (a ``robolake collector --workers N`` command) has logged that each of
+    its ``workers`` processes listens: the load must not start while only some of them take
+    connections."""
+    await process.ready(lambda: process.log().count(LISTENING) >= workers, within=within)
+
+
 async def collector_load(
     endpoints: Endpoints,
     workdir: Path,
@@ -120,8 +138,16 @@ async def collector_load(
     seconds: float,
     chunk_bytes: int,
     event_loop: str = "asyncio",
+    workers: int = 1,
 ) -> CollectorFigures:
-    """Closed-loop uploads by ``devices`` concurrent devices for ``seconds``."""
+    """Closed-loop uploads by ``devices`` concurrent devices for ``seconds`` against one
+    ``robolake collector --workers {workers}``; the peak RSS is summed over its processes (the
+    master and its workers when ``workers`` > 1)."""
+    # Not at the top: peers imports this module (closed_loop).
+    from robolake.bench.peers import TreeMemory
+
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
     topic = f"bench-collector-{uuid.uuid4().hex[:8]}"
     await ensure_topics(
         endpoints.kafka_bootstrap,
@@ -129,21 +155,31 @@ async def collector_load(
     )
     devices_file, tokens = bench_devices(workdir / "collector-devices.json", devices)
     port = free_port()
+    argv = ["collector", "--port", str(port), "--device-rate", "0", "--event-loop", event_loop]
     service = Service.start(
-        ["collector", "--port", str(port), "--device-rate", "0", "--event-loop", event_loop],
+        [*argv, "--workers", str(workers)],
         bench_env(endpoints, topic, devices_file),
-        workdir / f"collector-{event_loop}.log",
+        workdir / f"collector-{event_loop}-{workers}w.log",
     )
     base = f"http://127.0.0.1:{port}"
+    memory = TreeMemory(service.process.pid)
+    stop = asyncio.Event()
+    sampler: asyncio.Task[None] | None = None
     try:
-        await service.ready(f"{base}/readyz")
-        service.watch()
+        await listening(service.process, workers, within=READY_TIMEOUT_S)
+        await service.ready(f"{base}/readyz")  # Kafka connected, HTTP answering
+        sampler = asyncio.create_task(memory.sample(stop))
         tally, elapsed = await closed_loop(
             base, list(tokens.values()), seconds=seconds, chunk_bytes=chunk_bytes
         )
+        service.process.check()
+        peak = memory.peak()  # while the processes are alive (their high-water mark)
     finally:
+        stop.set()
+        if sampler is not None:
+            await sampler
         await service.stop()
-    return tally.figures(elapsed, service.peak_rss_mib)
+    return tally.figures(elapsed, peak)
 
 
 async def closed_loop(
