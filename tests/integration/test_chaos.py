@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from pipeline_harness import Pipeline
 
+from robolake.bench.peers import process_tree
 from robolake.capture.simulator import SimulationConfig, SimulationResult, simulate
 from robolake.endpoints import Endpoints
 from robolake.stack.process import ProcessRecord, rss_mib, stop
@@ -89,9 +90,13 @@ async def test_soak_1000_capture_points_memory_flat(
         began = time.monotonic()
 
         async def sample() -> None:
+            # Summed over each service's process tree: the collector runs with its default
+            # --workers (a master of ~25 MiB and a worker per core), and a leak in any worker
+            # must show; the master's PID alone would hide them.
             while True:
                 for name, proc in pipeline.procs.items():
-                    samples[name].append((time.monotonic() - began, rss_mib(proc.pid)))
+                    rss = sum(rss_mib(pid) for pid in process_tree(proc.pid))
+                    samples[name].append((time.monotonic() - began, rss))
                 await asyncio.sleep(5)
 
         sampler = asyncio.create_task(sample())

@@ -518,8 +518,10 @@ async def soak(
         f"logs in {workdir}\n"
     )
     services = {
+        # One process (no master): the sampler reads CPU, and Service RSS, by this PID, and
+        # the run is about tables and compaction, so a second worker would only take memory.
         "collector": Service.start(
-            ["collector", "--port", str(port), "--device-rate", "0"],
+            ["collector", "--port", str(port), "--device-rate", "0", "--workers", "1"],
             env,
             workdir / "collector.log",
         ),
