@@ -23,11 +23,14 @@ async def test_bench_smoke_measures_every_figure(
         "MinIO PUT MB/s",
         "collector MB/s acked, 1 process (uvloop)",
         "writer MB/s (Kafka->Parquet->MinIO)",
-        "collector MB/s acked, 2 processes (uvloop)",
+        "collector MB/s acked, --workers 2 (uvloop)",
         "e2e 20 points MB/s (asked 0.5 x max)",
         "e2e 20 points MB/s (asked 0.25 x max)",
     ):
         assert figures[name]["value"] > 0, figures[name]
+    # The 1-process rows ran one process, the --workers row one master and its 2 workers.
+    assert report["raw"]["collector_workers_2"]["workers"] == 2
+    assert figures["collector MB/s, --workers 2 vs 1"]["ratio"] > 0
     # The drain ran once committing to the Iceberg tables and once without (the ratio's peer).
     assert report["raw"]["writer"]["record"] == "tables"
     assert report["raw"]["writer"]["table_commits"] > 0
@@ -41,6 +44,11 @@ async def test_bench_smoke_measures_every_figure(
     # Three writers shared the drain and the tables; every commit is counted.
     assert report["raw"]["writers_3"]["writers"] == 3
     assert report["raw"]["writers_3"]["table_commits"] > 0
+    # With one elected committer (the default) nothing conflicts; each committing its own
+    # is the comparison (its conflicts depend on timing, so they are only reported).
+    assert report["raw"]["writers_3"]["table_commit_conflicts"] == 0
+    assert report["raw"]["writers_3_own_commits"]["table_commits"] > 0
+    assert figures["3 writers MB/s, elected vs each its own"]["ratio"] > 0
     # Readers and the exporter at scale: both readers read the same frames, every committed
     # file was counted and the query found what was generated (bench/lake.py raises if not).
     lake = report["raw"]["lake"]

@@ -185,7 +185,10 @@ async def end_to_end(
     env = bench_env(bucket_endpoints, topic, devices_file)
     port, metrics = free_port(), free_port()
     collector = Service.start(
-        ["collector", "--port", str(port), "--device-rate", "0"], env, workdir / "e2e-collector.log"
+        # One worker: the RSS target is per process, and Service samples the process it started.
+        ["collector", "--port", str(port), "--device-rate", "0", "--workers", "1"],
+        env,
+        workdir / "e2e-collector.log",
     )
     # Without the writer (``with_writer=False``) the chunks stay in Kafka: the run then shows
     # what the collector and broker alone answer at the same rate on the same cores.

@@ -165,7 +165,7 @@ async def writer_load(
     flush_age_s: float = 2.0,
     record: str = "auto",
     writers: int = 1,
-    committer: str = "process",
+    committer: str = "elected",
     prefilled: tuple[str, int, int] | None = None,
     inspect: Callable[[Endpoints], None] | None = None,
 ) -> WriterFigures:

@@ -10,6 +10,10 @@ Module map (the tree is the architecture):
 - ``index``        per-episode state and the episodes index rows
 - ``dedup``        the chunk ledger that drops device retries
 - ``checkpoints``  flush checkpoints and recovery: the exactly-once argument
+- ``ledger``       the system of record: bucket checkpoints or the Iceberg tables (staging)
+- ``committer``    one committer thread per table: batches flushes into one snapshot
+- ``coordinator``  ``--committer elected``: one committer for a whole group, elected over Kafka;
+  ``control`` its request and answer messages
 - ``deadletters``  the dead-letter topic
 - ``storage``      the ``ObjectStore`` protocol and its MinIO implementation
 - ``metrics``      Prometheus metrics; ``settings`` flags and environment; ``service`` and

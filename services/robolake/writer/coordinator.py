@@ -53,6 +53,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
+from aiokafka.errors import KafkaError
 
 from robolake.episode.topics import COMMIT_REQUEST_TOPIC, COMMIT_RESULT_TOPIC, MAX_RECORD_BYTES
 from robolake.kafka.producer import (
@@ -63,7 +64,7 @@ from robolake.kafka.producer import (
 )
 from robolake.lake.catalog import LakeTables
 from robolake.lake.errors import CatalogUnavailable, Fenced
-from robolake.provision import commit_topics, ensure_topics
+from robolake.provision import ProvisionError, commit_topics, ensure_topics
 from robolake.writer.committer import Committer, Landed, StagedFile, TableCommitter
 from robolake.writer.control import CommitRequest, CommitResult, ControlMessageError, Status
 from robolake.writer.metrics import WriterMetrics
@@ -478,7 +479,10 @@ async def start_client(
     """The commit topics exist, a producer for both, and the answers read from now on: the
     client and the send of answers (for :func:`start_candidacy`). Everything is closed by
     ``stack``, after the writer (its hand-over commits through the client)."""
-    await ensure_topics(bootstrap, commit_topics())
+    try:
+        await ensure_topics(bootstrap, commit_topics())
+    except (ProvisionError, KafkaError) as exc:  # e.g. no CreateTopics right: init made them
+        log.warning("could not check the commit topics (%s); expecting robolake init's", exc)
     producer = DurableProducer(
         ProducerConfig(bootstrap, client_id="robolake-writer-commits"), factory=factory
     )

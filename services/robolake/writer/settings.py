@@ -84,7 +84,7 @@ class WriterSettings:
     record: str = "auto"
     #: Tables mode: "process" (each writer process commits its own partitions' flushes) or
     #: "elected" (one writer of the group commits everyone's; :mod:`robolake.writer.coordinator`).
-    committer: str = "process"
+    committer: str = "elected"
 
     def __post_init__(self) -> None:
         if self.flush_bytes <= 0 or self.max_buffer_bytes < self.flush_bytes // 64:
