@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
@@ -55,15 +55,13 @@ from robolake.bench.harness import (
     UploadTally,
     bench_devices,
     bench_env,
-    bench_episode,
     drop_dataset,
     fresh_dataset,
     quantile,
 )
-from robolake.bench.writer import writer_load
+from robolake.bench.writer import Prefill, prefill, writer_load
 from robolake.dataset.audit import ChunkAudit, audit_chunks
 from robolake.endpoints import Endpoints
-from robolake.episode.records import chunk_record, complete_record, manifest_record
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.errors import RobolakeError
 from robolake.launch import ServiceProcess, http_ok
@@ -627,54 +625,6 @@ async def http_paths(
 # -- Kafka -> S3 ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Prefill:
-    topic: str
-    chunk_bytes: int  # payload of the chunk records: the offered bytes
-    value_bytes: int  # every record's value (manifests and completions too)
-    records: int
-    keys: list[tuple[str, str, int]]
-
-
-async def prefill(endpoints: Endpoints, topic: str, target_bytes: int) -> Prefill:
-    """Humanoid episodes as the collector writes them (bench/writer.py's fill), remembering
-    every chunk's key for the audit and every record for Benthos's count."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=endpoints.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        max_request_size=MAX_RECORD_BYTES,
-        linger_ms=5,
-        max_batch_size=1024 * 1024,
-    )
-    await producer.start()
-    filled = Prefill(topic, 0, 0, 0, [])
-    try:
-        seed = 0
-        while filled.chunk_bytes < target_bytes:
-            episode = bench_episode(1000 + seed)
-            records = []
-            manifest = episode.manifest_bytes()
-            records.append((manifest, manifest_record(episode.manifest, manifest)))
-            chunks = episode.chunks(CHUNK_BYTES)
-            for stream, encoded in chunks.items():
-                for seq, data in enumerate(encoded):
-                    records.append((data, chunk_record(episode.manifest, stream, seq, data)))
-                    filled.keys.append((episode.manifest.episode_id, stream, seq))
-                    filled.chunk_bytes += len(data)
-            done = json.dumps(episode.completion_document(chunks)).encode()
-            records.append((done, complete_record(episode.manifest, done)))
-            for value, meta in records:
-                await producer.send(topic, value, key=meta.key, headers=meta.headers())
-                filled.records += 1
-                filled.value_bytes += len(value)
-            seed += 1
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return filled
-
-
 def archive_totals(endpoints: Endpoints) -> tuple[int, int, list[int]]:
     """(messages, message bytes, object sizes) of every tar archive in the bucket."""
     client = s3_client(endpoints)
@@ -856,7 +806,7 @@ async def drain_paths(
     try:
         await coordinator_ready(endpoints.kafka_bootstrap)
         say(f"filling {topic} with {plan.drain_bytes / 1e6:,.0f} MB of humanoid episodes")
-        filled = await prefill(endpoints, topic, plan.drain_bytes)
+        filled = await prefill(endpoints, topic, plan.drain_bytes, CHUNK_BYTES)
         say("Benthos kafka_franz -> aws_s3 (tar archives) draining it")
         benthos = await benthos_drain(endpoints, workdir, binary, filled)
         say("robolake writer (Parquet shards, Iceberg commits) draining it")

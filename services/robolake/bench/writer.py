@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -63,8 +64,20 @@ class WriterFigures:
     writers: int = 1
 
 
-async def prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> int:
-    """Produce humanoid episodes (manifest, chunks, completion) until ``target_bytes`` of chunks.
+@dataclass
+class Prefill:
+    """What :func:`prefill` produced: the offered bytes and every record, for the audits."""
+
+    topic: str
+    chunk_bytes: int  # payload of the chunk records: the offered bytes
+    value_bytes: int  # every record's value (manifests and completions too)
+    records: int
+    keys: list[tuple[str, str, int]]
+
+
+async def prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_bytes: int) -> Prefill:
+    """Produce humanoid episodes (manifest, chunks, completion) as the collector writes them
+    until ``target_bytes`` of chunks, remembering every chunk's key and counting every record.
 
     Generating the episodes is part of the fill, which is timed apart from the drain.
     """
@@ -77,28 +90,31 @@ async def prefill(endpoints: Endpoints, topic: str, target_bytes: int, chunk_byt
         max_batch_size=1024 * 1024,
     )
     await producer.start()
-    total = 0
+    filled = Prefill(topic, 0, 0, 0, [])
     try:
         seed = 0
-        while total < target_bytes:
+        while filled.chunk_bytes < target_bytes:
             episode = bench_episode(1000 + seed)
+            records = []
             manifest = episode.manifest_bytes()
-            meta = manifest_record(episode.manifest, manifest)
-            await producer.send(topic, manifest, key=meta.key, headers=meta.headers())
+            records.append((manifest, manifest_record(episode.manifest, manifest)))
             chunks = episode.chunks(chunk_bytes)
             for stream, encoded in chunks.items():
                 for seq, data in enumerate(encoded):
-                    meta = chunk_record(episode.manifest, stream, seq, data)
-                    await producer.send(topic, data, key=meta.key, headers=meta.headers())
-                    total += len(data)
-            done = str(episode.completion_document(chunks)).replace("'", '"').encode()
-            meta = complete_record(episode.manifest, done)
-            await producer.send(topic, done, key=meta.key, headers=meta.headers())
+                    records.append((data, chunk_record(episode.manifest, stream, seq, data)))
+                    filled.keys.append((episode.manifest.episode_id, stream, seq))
+                    filled.chunk_bytes += len(data)
+            done = json.dumps(episode.completion_document(chunks)).encode()
+            records.append((done, complete_record(episode.manifest, done)))
+            for value, meta in records:
+                await producer.send(topic, value, key=meta.key, headers=meta.headers())
+                filled.records += 1
+                filled.value_bytes += len(value)
             seed += 1
         await producer.flush()
     finally:
         await producer.stop()
-    return total
+    return filled
 
 
 async def _page(session: aiohttp.ClientSession, url: str) -> str:
@@ -190,7 +206,7 @@ async def writer_load(
             [TopicSpec(topic, count, {"max.message.bytes": str(MAX_RECORD_BYTES)})],
         )
         filling = time.monotonic()
-        total = await prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)
+        total = (await prefill(endpoints, topic, megabytes * 1_000_000, chunk_bytes)).chunk_bytes
         prefill_rate = total / 1e6 / (time.monotonic() - filling)
     else:
         (topic, count, total), prefill_rate = prefilled, 0.0

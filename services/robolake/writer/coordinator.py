@@ -333,8 +333,9 @@ async def serve_requests(
     The consumer's offset is committed only below requests answered: a committer that dies
     leaves the rest to its successor, which answers them again (``already``, see above).
     """
-    # Per partition of the request topic, the requests read and not yet answered, in order.
-    inflight: dict[object, list[tuple[int, asyncio.Task[None]]]] = {}
+    # Per partition of the request topic, the requests read and not yet answered, in order
+    # (None: skipped, nothing to wait for).
+    inflight: dict[object, list[tuple[int, asyncio.Task[None] | None]]] = {}
 
     async def reply(request: Future[CommitResult]) -> None:
         result = await asyncio.wrap_future(request)
@@ -348,38 +349,35 @@ async def serve_requests(
             for tp, records in batch.items():
                 queue = inflight.setdefault(tp, [])
                 for record in records:
+                    # Decoding a request parses every file's footer: off the event loop, which
+                    # also carries this writer's heartbeats.
                     started = (
                         None
                         if record.value is None
-                        else coordinator.handle(record.key, record.value, record.timestamp / 1000)
+                        else await asyncio.to_thread(
+                            coordinator.handle, record.key, record.value, record.timestamp / 1000
+                        )
                     )
-                    task = asyncio.create_task(reply(started)) if started else _done()
+                    task = asyncio.create_task(reply(started)) if started else None
                     queue.append((record.offset, task))
             await _commit_answered(consumer, inflight)
     finally:
-        tasks = [task for queue in inflight.values() for _, task in queue]
+        tasks = [task for queue in inflight.values() for _, task in queue if task is not None]
         for task in tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _done() -> asyncio.Task[None]:
-    async def nothing() -> None:
-        return None
-
-    return asyncio.create_task(nothing())
-
-
 async def _commit_answered(
-    consumer: ControlConsumer, inflight: dict[object, list[tuple[int, asyncio.Task[None]]]]
+    consumer: ControlConsumer, inflight: dict[object, list[tuple[int, asyncio.Task[None] | None]]]
 ) -> None:
     offsets: dict[object, int] = {}
     for tp, queue in inflight.items():
         last: int | None = None
-        while queue and queue[0][1].done():
+        while queue and (queue[0][1] is None or queue[0][1].done()):
             offset, task = queue.pop(0)
-            if not task.cancelled() and task.exception() is not None:
+            if task is not None and not task.cancelled() and task.exception() is not None:
                 # The answer could not be sent (Kafka down): its requester times out and asks
                 # again; the request is not read again from here.
                 log.warning("could not answer a commit request: %s", task.exception())

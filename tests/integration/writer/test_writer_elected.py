@@ -74,6 +74,15 @@ async def _all_indexed(s3: Minio, endpoints: Endpoints, produced: Produced, what
     )
 
 
+async def _holding(writer: WriterProcess) -> None:
+    """Until the elected committer (with ``ROBOLAKE_WRITER_COMMITTER_PAUSE``) holds a batch."""
+    await wait_until(
+        lambda: "before committing (fault injection)" in writer.log(),
+        timeout=60,
+        what="the elected committer holding requests",
+    )
+
+
 def _stop(writers: list[WriterProcess]) -> None:
     for writer in writers:
         if writer.proc.poll() is None:
@@ -149,11 +158,7 @@ async def test_killing_the_elected_committer_loses_and_doubles_nothing(
     first, rest = writers[0], writers[1:]
     try:
         await produce_episodes(endpoints, kafka_topic, range(720, 728), produced)
-        await wait_until(
-            lambda: "before committing (fault injection)" in first.log(),
-            timeout=60,
-            what="the elected committer holding requests",
-        )
+        await _holding(first)
         sigkill(first)
         at_kill = len(indexed(s3_client, endpoints.s3_bucket, tables=endpoints))
         await wait_until(lambda: len(_elected(rest)) == 1, timeout=90, what="a new election")
@@ -179,11 +184,7 @@ async def test_a_thawed_zombie_committer_rewinds_and_doubles_nothing(
     zombie, rest = writers[0], writers[1:]
     try:
         await produce_episodes(endpoints, kafka_topic, range(740, 746), produced)
-        await wait_until(
-            lambda: "before committing (fault injection)" in zombie.log(),
-            timeout=60,
-            what="the elected committer holding requests",
-        )
+        await _holding(zombie)
         zombie.signal(signal.SIGSTOP)  # frozen with a batch in hand, past its session timeout
         frozen_at = time.monotonic()
         held = zombie.log().count("before committing (fault injection)")
