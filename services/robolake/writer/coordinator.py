@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Protocol, cast
 
@@ -336,6 +336,14 @@ async def serve_requests(
     # Per partition of the request topic, the requests read and not yet answered, in order
     # (None: skipped, nothing to wait for).
     inflight: dict[object, list[tuple[int, asyncio.Task[None] | None]]] = {}
+    # Decoding a request parses every file's footer: off the event loop, which also carries
+    # this writer's heartbeats, and on a thread of its own. Not asyncio's default pool: the
+    # writer's ledger commits wait in that pool for these very answers, and a group's flushes
+    # arrive together (wall-time intervals), so twelve partitions committing at once held
+    # every default thread and no request could be decoded until each timed out (60 s, seen
+    # in the memory bench).
+    decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit-requests")
+    loop = asyncio.get_running_loop()
 
     async def reply(request: Future[CommitResult]) -> None:
         result = await asyncio.wrap_future(request)
@@ -349,13 +357,15 @@ async def serve_requests(
             for tp, records in batch.items():
                 queue = inflight.setdefault(tp, [])
                 for record in records:
-                    # Decoding a request parses every file's footer: off the event loop, which
-                    # also carries this writer's heartbeats.
                     started = (
                         None
                         if record.value is None
-                        else await asyncio.to_thread(
-                            coordinator.handle, record.key, record.value, record.timestamp / 1000
+                        else await loop.run_in_executor(
+                            decoder,
+                            coordinator.handle,
+                            record.key,
+                            record.value,
+                            record.timestamp / 1000,
                         )
                     )
                     task = asyncio.create_task(reply(started)) if started else None
@@ -367,6 +377,7 @@ async def serve_requests(
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
+        decoder.shutdown(wait=False)
 
 
 async def _commit_answered(

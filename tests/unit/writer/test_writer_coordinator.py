@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,3 +309,25 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(wait(), timeout)
+
+
+async def test_requests_are_decoded_while_the_writers_commits_hold_every_default_thread() -> None:
+    # The writer's ledger commits wait for their answers in asyncio's default pool; the
+    # committer's decoding must not need a thread of that pool, or a group's flushes arriving
+    # together starve it until every one times out.
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    answered = threading.Event()
+    waiting = loop.run_in_executor(None, answered.wait, 5.0)  # the pool's one thread, held
+    fake = FakeCommitter()
+    coordinator = CommitCoordinator(GROUP, tables=Any, committer=fake.make, clock=lambda: 1000.0)
+    requests = FakeRequests([[Record(0, _request("a").to_bytes())]])
+
+    async def answer(key: bytes, value: bytes) -> None:
+        answered.set()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_requests(requests, coordinator, answer, stop))
+    assert await asyncio.wait_for(waiting, timeout=10) is True  # answered, not timed out
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
