@@ -347,14 +347,14 @@ def _manifest_files(bucket: str, name: str, table: Table, manifest: ManifestFile
     return files
 
 
-def stored_totals(endpoints: Endpoints) -> tuple[int, int]:
-    """(bytes, data files) of every table, from the current snapshots' summaries: O(1) in the
-    number of files. (0, 0) without tables."""
+def stored_totals(endpoints: Endpoints, *, shards_only: bool = False) -> tuple[int, int]:
+    """(bytes, data files) of every table (or of the shard tables), from the current snapshots'
+    summaries: O(1) in the number of files. (0, 0) without tables."""
     lake = _lake(endpoints)
     if lake is None:
         return 0, 0
     size = files = 0
-    for name in lake.names():
+    for name in lake.shard_tables() if shards_only else lake.names():
         table = _table(endpoints, name)
         snapshot = table.current_snapshot() if table is not None else None
         if snapshot is None or snapshot.summary is None:

@@ -173,3 +173,24 @@ def lerobot_renames(stream_type: StreamType) -> dict[str, str]:
 def episodes_index() -> TableSpec:
     """The episodes index table description, loaded once."""
     return load_table(EPISODES_INDEX_TABLE)
+
+
+def apportion(size: int, rows: dict[str, int]) -> dict[str, int]:
+    """Split ``size`` bytes by row counts; the parts sum to ``size`` exactly.
+
+    How a shard file's bytes are attributed to the episodes in it (the writer's
+    ``stored_bytes`` of an index row, the exporter's fallback for rows without it): rows of one
+    file are of one stream type and of similar size, so the row share is a fair byte share.
+
+    Largest remainder: every episode gets the floor of its share, and the bytes left over go one
+    each to the largest remainders (ties broken by episode id, so the split is deterministic).
+    """
+    total = sum(rows.values())
+    if total <= 0:
+        return {}
+    parts = {episode: size * count // total for episode, count in rows.items()}
+    left = size - sum(parts.values())
+    by_remainder = sorted(rows, key=lambda e: (-(size * rows[e] % total), e))
+    for episode in by_remainder[:left]:
+        parts[episode] += 1
+    return parts

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from robolake.episode.shards import SHARDS_PREFIX
+from robolake.episode.shards import SHARDS_PREFIX, apportion
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +58,6 @@ def list_files(fs: pafs.FileSystem, bucket: str, prefix: str) -> list[StoredFile
 def is_shard(key: str) -> bool:
     """Whether an object key is a Parquet shard (``shards/<type>/date=…/….parquet``)."""
     return key.startswith(f"{SHARDS_PREFIX}/") and key.endswith(".parquet")
-
-
-def apportion(size: int, rows: dict[str, int]) -> dict[str, int]:
-    """Split ``size`` bytes by row counts; the parts sum to ``size`` exactly.
-
-    Largest remainder: every episode gets the floor of its share, and the bytes left over go one
-    each to the largest remainders (ties broken by episode id, so the split is deterministic).
-    """
-    total = sum(rows.values())
-    if total <= 0:
-        return {}
-    parts = {episode: size * count // total for episode, count in rows.items()}
-    left = size - sum(parts.values())
-    by_remainder = sorted(rows, key=lambda e: (-(size * rows[e] % total), e))
-    for episode in by_remainder[:left]:
-        parts[episode] += 1
-    return parts
 
 
 def episode_rows(fs: pafs.FileSystem, bucket: str, key: str) -> dict[str, int]:

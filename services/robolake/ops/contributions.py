@@ -33,7 +33,7 @@ from robolake.endpoints import Endpoints
 from robolake.errors import RobolakeError
 from robolake.ops.attribution import ShardAttribution, StoredFile
 from robolake.ops.episodes import LegacySource, read_index
-from robolake.ops.inventory import aggregate, enrich
+from robolake.ops.inventory import aggregate, enrich, stored_bytes
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,16 @@ def _listed_files(fs: pafs.FileSystem, bucket: str, episodes: pa.Table) -> list[
 def contributions(endpoints: Endpoints, period: Period, legacy: LegacySource = None) -> pa.Table:
     """The report as a table of :data:`COLUMNS`, one row per (organisation, capture point)."""
     index = _in_period(read_index(endpoints), period)
-    fs = s3_filesystem(endpoints)
-    attribution = ShardAttribution(fs, endpoints.s3_bucket)
-    bytes_by_episode = attribution.bytes_by_episode(_listed_files(fs, endpoints.s3_bucket, index))
+    bytes_by_episode = stored_bytes(index)
+    legacy_rows = index.filter(pc.is_null(index["stored_bytes"]))
+    if legacy_rows.num_rows:
+        # Rows written before ``stored_bytes``: apportion the files they name (still there in
+        # the bucket layout; in the tables until compaction replaces them).
+        fs = s3_filesystem(endpoints)
+        attribution = ShardAttribution(fs, endpoints.s3_bucket)
+        split = attribution.bytes_by_episode(_listed_files(fs, endpoints.s3_bucket, legacy_rows))
+        for episode_id in legacy_rows["episode_id"].to_pylist():
+            bytes_by_episode[str(episode_id)] = split.get(str(episode_id), 0)
     totals = aggregate(
         enrich(index, bytes_by_episode, legacy), ["organisation", "capture_point_id"]
     )

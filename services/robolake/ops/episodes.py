@@ -54,6 +54,7 @@ COLUMNS: Final = (
     "shard_files",
     "indexed_at",
     "organisation",
+    "stored_bytes",
 )
 
 

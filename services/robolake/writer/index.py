@@ -6,7 +6,8 @@ loaded by whichever process owns the partition next (:mod:`robolake.writer.check
 
 State per episode is small and independent of the data volume: the manifest text, per-stream
 tallies (chunks, rows, first/last t_ns), the declared counts once the completion arrived, the
-shard files holding its rows and the chunk ledger used for dedup (about 50 bytes per chunk).
+shard files holding its rows with its share of their bytes, and the chunk ledger used for dedup
+(about 50 bytes per chunk).
 
 An episode is indexed
 
@@ -81,6 +82,10 @@ class EpisodeState:
     conflicting_duplicate: bool = False
     dead_lettered: bool = False
     shard_files: set[str] = field(default_factory=set)
+    #: Its share of the shard files' bytes (:func:`~robolake.episode.shards.apportion`), summed
+    #: over the files written so far; None when unknown (state from a checkpoint written before
+    #: the field existed: the bytes of its earlier files were not counted).
+    stored_bytes: int | None = 0
     ledger: ChunkLedger = field(default_factory=ChunkLedger)
     #: Wall-clock seconds when a record of the episode last arrived.
     last_seen: float = 0.0
@@ -199,6 +204,7 @@ class EpisodeState:
             "quality_flags": list(self.quality_flags()),
             "indexed_at": indexed_at_ns,
             "organisation": self.organisation,
+            "stored_bytes": self.stored_bytes,
         }
 
     # -- checkpoint form -------------------------------------------------------------------
@@ -219,6 +225,7 @@ class EpisodeState:
             "conflicting_duplicate": self.conflicting_duplicate,
             "dead_lettered": self.dead_lettered,
             "shard_files": sorted(self.shard_files),
+            "stored_bytes": self.stored_bytes,
             "ledger": self.ledger.to_json(),
             "last_seen": self.last_seen,
             "indexed_at_ns": self.indexed_at_ns,
@@ -245,6 +252,7 @@ class EpisodeState:
             conflicting_duplicate=data["conflicting_duplicate"],
             dead_lettered=data["dead_lettered"],
             shard_files=set(data["shard_files"]),
+            stored_bytes=data.get("stored_bytes"),  # absent from older checkpoints: unknown
             ledger=ChunkLedger(data["ledger"]),
             last_seen=data["last_seen"],
             indexed_at_ns=data["indexed_at_ns"],

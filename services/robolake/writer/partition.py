@@ -34,7 +34,7 @@ from robolake.episode.errors import ContractViolation, Reason
 from robolake.episode.ids import episode_date
 from robolake.episode.manifest import EpisodeManifest, parse_manifest
 from robolake.episode.records import RecordMeta, parse_record
-from robolake.episode.shards import concat_in_order, to_shard_rows
+from robolake.episode.shards import apportion, concat_in_order, to_shard_rows
 from robolake.episode.stream_types import StreamType, StreamTypeRegistry, default_registry
 from robolake.episode.topics import MAX_RECORD_BYTES
 from robolake.writer.batcher import Clock, FlushPolicy, PartitionBuffer
@@ -424,6 +424,7 @@ class PartitionWriter:
                 concat_in_order(group.tables), group.stream_type, group.date
             )
             data, count = encode_parquet(rows), rows.num_rows
+            self._attribute(len(data), rows)
             del rows
             # The rows are in the file bytes now, which a retry re-uploads as they are; let the
             # decoded chunks go so that a flush does not hold its data twice.
@@ -479,6 +480,19 @@ class PartitionWriter:
             # checkpoint above already holds the episode state as of the flush's last offset.
             self.buffer = PartitionBuffer()
         return self.pending
+
+    def _attribute(self, size: int, rows: pa.Table) -> None:
+        """Add each episode's share of a new shard file's bytes to its ``stored_bytes``.
+
+        A file is written once per flush, and a retried flush reuses the prepared one (see
+        :meth:`prepare`), so every file is counted once.
+        """
+        counts = pc.value_counts(rows["episode_id"]).to_pylist()
+        share = apportion(size, {str(c["values"]): int(c["counts"]) for c in counts})
+        for episode_id, part in share.items():
+            episode = self.episodes[episode_id]
+            if episode.stored_bytes is not None:
+                episode.stored_bytes += part
 
     def _forget(self, now: float, position: int) -> None:
         """Drop episodes past the dedup window; give up on manifest-less ones.

@@ -70,7 +70,7 @@ def _figures(**changes: float) -> lake.LakeFigures:
         "reader_episodes": 3, "reader_frames": 900, "pinned_frames_per_s": 300.0,
         "listing_frames_per_s": 250.0, "files_small": 1_000, "files_large": 100_000,
         "upload_large_s": 1.0, "commit_large_s": 1.0, "scan_small_s": 0.5,
-        "scan_large_s": 0.9, "cold_scan_small_s": 5.0, "cold_scan_large_s": 500.0,
+        "scan_large_s": 0.9, "cold_scan_small_s": 1.0, "cold_scan_large_s": 1.5,
         "episodes_small": 1_000, "episodes_large": 1_000_000, "index_files_large": 1_000,
         "index_mb_large": 190.0, "build_large_s": 100.0, "query_small_s": 0.1,
         "query_large_s": 0.4, "query_matches_small": 30, "query_matches_large": 31,
@@ -91,17 +91,26 @@ def test_rows_and_their_verdicts() -> None:
     assert [r[0] for r in rows] == [
         "reader frames/s, pinned tables vs listing",
         "exporter scan 1e+05 / 1e+03 files",
+        "exporter first scan 1e+05 / 1e+03 files",
         "episode query 1e+06 / 1e+03 eps",
     ]
     assert [r[4] for r in rows] == [
         ">= 1 x the listing reader",
         "< 3 x for 100 x the files",
+        "< 3 x: bytes from the index, no file read",
         "< 30 x for 1000 x the episodes",
     ]
-    assert [_verdict(r) for r in rows] == [True, True, True]
+    assert [_verdict(r) for r in rows] == [True, True, True, True]
     assert rows[1][1] == pytest.approx(1.8)
-    missed = lake.rows(_figures(pinned_frames_per_s=200.0, scan_large_s=50.0, query_large_s=10.0))
-    assert [_verdict(r) for r in missed] == [False, False, False]
+    missed = lake.rows(
+        _figures(
+            pinned_frames_per_s=200.0,
+            scan_large_s=50.0,
+            cold_scan_large_s=500.0,
+            query_large_s=10.0,
+        )
+    )
+    assert [_verdict(r) for r in missed] == [False, False, False, False]
 
 
 def test_growth_never_divides_by_zero() -> None:

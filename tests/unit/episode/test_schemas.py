@@ -126,7 +126,8 @@ def test_episodes_index_file_loads() -> None:
         "name", "type", "type_version", "fingerprint", "rows", "chunks",
         "first_t_ns", "last_t_ns", "declared_rows", "declared_chunks",
     ]  # fmt: skip
-    assert spec.schema.names[-1] == "organisation"  # appended: older files lack only it
+    # appended: older files lack them
+    assert spec.schema.names[-2:] == ["organisation", "stored_bytes"]
     assert spec.schema.field("organisation").nullable
 
 

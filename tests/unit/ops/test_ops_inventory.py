@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robolake.ops.attribution import apportion
+from robolake.episode.shards import apportion
 from robolake.ops.cli import parse_bytes
 from robolake.ops.contributions import Period, ReportError
 from robolake.ops.episodes import UNKNOWN_ORGANISATION, empty_index, newest_rows

@@ -14,6 +14,7 @@ from robolake.episode.records import chunk_record, complete_record, manifest_rec
 from robolake.episode.synthetic import SyntheticEpisode, SyntheticSpec, generate_episode
 from robolake.writer.batcher import FlushPolicy, PartitionBuffer
 from robolake.writer.checkpoints import Checkpoint, recover
+from robolake.writer.index import EpisodeState
 from robolake.writer.partition import PartitionWriter, PreparedFlush
 
 
@@ -374,3 +375,67 @@ def test_checkpoint_keeps_the_organisation_and_one_written_before_it_still_loads
     old = EpisodeState.from_json(saved)
     assert old.organisation is None
     assert old.index_row(1)["organisation"] is None
+
+
+def test_index_rows_carry_each_episodes_share_of_the_shard_bytes(
+    episode: SyntheticEpisode,
+) -> None:
+    """``stored_bytes``: every file's size split between its episodes by rows, summed over the
+    flushes an episode spans, so the episodes of a partition sum to its shard bytes exactly and
+    the exporter need not read the files (schemas/tables/episodes_index.v1.json)."""
+    from robolake.episode.shards import apportion
+
+    other = generate_episode(SyntheticSpec(seed=21, duration_s=0.5, cameras=("head",)))
+    clock = FakeClock()
+    w = writer(clock)
+    # ``other`` spans two flushes: its manifest and first chunks in the first, with all of
+    # ``episode``; the rest and its completion in the second.
+    offset = feed(w, episode)
+    manifest = other.manifest
+    offset += 1
+    w.accept(
+        record(offset, manifest_record(manifest, other.manifest_bytes()), other.manifest_bytes())
+    )
+    chunks = list(other.iter_chunks(64 * 1024))
+    for stream, seq, data in chunks[: len(chunks) // 2]:
+        offset += 1
+        w.accept(record(offset, chunk_record(manifest, stream, seq, data), data))
+    flushes = []
+    clock.now += 5
+    first = w.prepare("age")
+    assert first is not None
+    w.finished(first)
+    flushes.append(first)
+    for stream, seq, data in chunks[len(chunks) // 2 :]:
+        offset += 1
+        w.accept(record(offset, chunk_record(manifest, stream, seq, data), data))
+    value = json.dumps(other.completion_document(other.chunks(64 * 1024))).encode()
+    w.accept(record(offset + 1, complete_record(manifest, value), value))
+    clock.now += 5
+    second = w.prepare("age")
+    assert second is not None
+    flushes.append(second)
+
+    expected: dict[str, int] = {}
+    shard_bytes = 0
+    for flush in flushes:
+        for file in flush.files:
+            if file.kind == "index":
+                continue
+            shard_bytes += len(file.data)
+            ids = pq.read_table(io.BytesIO(file.data), columns=["episode_id"])["episode_id"]
+            counts: dict[str, int] = {}
+            for one in ids.to_pylist():
+                counts[one] = counts.get(one, 0) + 1
+            for episode_id, part in apportion(len(file.data), counts).items():
+                expected[episode_id] = expected.get(episode_id, 0) + part
+    rows = {row["episode_id"]: row for flush in flushes for row in _index_of(flush)}
+    ids = (episode.manifest.episode_id, manifest.episode_id)
+    assert {e: rows[e]["stored_bytes"] for e in ids} == {e: expected[e] for e in ids}
+    assert sum(rows[e]["stored_bytes"] for e in ids) == shard_bytes  # type: ignore[misc]
+    assert all(rows[e]["stored_bytes"] > 0 for e in ids)  # type: ignore[operator]
+    # A checkpoint written before the field: the earlier files' bytes are unknown, so null.
+    saved = json.loads(json.dumps(w.episodes[manifest.episode_id].to_json()))
+    assert saved["stored_bytes"] == expected[manifest.episode_id]
+    del saved["stored_bytes"]
+    assert EpisodeState.from_json(saved).index_row(1)["stored_bytes"] is None
