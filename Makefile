@@ -14,7 +14,7 @@ SOAK_ARGS ?=
 VENV_INTEROP ?= .venv-interop
 INTEROP_BIN := $(VENV_INTEROP)/bin
 
-.PHONY: help setup demo test chaos soak-tables interop test-unit test-integration lint bench bench-memory stack-up stack-down stack-status clean
+.PHONY: help setup demo test chaos soak-tables interop test-unit test-integration lint bench bench-memory bench-peers profile stack-up stack-down stack-status clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,11 @@ bench-memory: setup ## writer peak RSS vs its cap draining ~212k tiny chunks of 
 
 bench-peers: setup ## robolake next to Benthos v4.27.0 (built once, ~7 min cold): HTTP->Kafka, Kafka->S3
 	$(BIN)/python -m robolake.bench.peers --out docs/performance/peers.json $(BENCH_ARGS)
+
+PROFILE_ARGS ?= --seconds 15 --drain-mb 500
+profile: setup ## py-spy flame graphs of the collector and the writer under bench-peers' load, in docs/performance/
+	$(BIN)/python -m robolake.bench.peers --profile docs/performance --out bench-results/peers-profile.json $(PROFILE_ARGS)
+	$(BIN)/python -m robolake.bench.profile docs/performance/collector.txt docs/performance/writer.txt
 
 stack-up: setup ## start the local Kafka + MinIO + Prometheus stack and print its endpoints
 	$(ROBOLAKE) stack up

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,13 @@ Probe = Callable[[], bool]
 #: in-flight uploads and the writer flushes its buffers, both bounded well below this.
 STOP_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 60.0
+#: Samples per second of a profiled service (``py-spy record --rate``).
+PROFILE_RATE = 100
+#: What one profile writes, by py-spy ``--format``: a flame graph, and the collapsed stacks
+#: (``frame;frame;... count`` per line) that tables of self time are computed from.
+PROFILE_OUTPUTS = {"flamegraph": ".svg", "raw": ".txt"}
+#: py-spy writes its files once the service has exited; a long profile takes seconds to render.
+PROFILE_WRITE_S = 60.0
 
 
 class LaunchError(RobolakeError):
@@ -89,6 +97,41 @@ def http_ok(url: str, timeout: float = 2.0) -> Probe:
     return probe
 
 
+def py_spy() -> str:
+    """The py-spy executable: the one beside this interpreter (the venv's), else on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("py-spy")
+    if found is None:
+        raise LaunchError("py-spy is not installed; it comes with the dev extra (make setup)")
+    return found
+
+
+def start_profilers(pid: int, prefix: Path) -> list[subprocess.Popen[bytes]]:
+    """Sample ``pid`` and its children with py-spy until it exits, into ``prefix`` + each
+    suffix of :data:`PROFILE_OUTPUTS`, py-spy's own messages into ``prefix.py-spy.log``.
+
+    One sampler per output, both ``--nonblocking``: they read the service's memory without
+    pausing it (one process at a time could pause it), so its latency stays its own. The
+    samplers are this process's children, not the service's: its CPU figures exclude them."""
+    binary = py_spy()
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    samplers = []
+    with prefix.with_name(f"{prefix.name}.py-spy.log").open("wb") as out:
+        for fmt, suffix in PROFILE_OUTPUTS.items():
+            command = [
+                binary, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
+                "--rate", str(PROFILE_RATE), "--format", fmt,
+                "--output", str(prefix.with_name(prefix.name + suffix)),
+            ]  # fmt: skip
+            samplers.append(
+                subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            )
+    log.info("profiling pid %d into %s.{svg,txt}", pid, prefix)
+    return samplers
+
+
 class ServiceProcess:
     """A service this process started and owns until it has stopped it."""
 
@@ -96,6 +139,7 @@ class ServiceProcess:
         self.name = name
         self.proc = proc
         self.log_path = log_path
+        self.profilers: list[subprocess.Popen[bytes]] = []
 
     @classmethod
     def start(
@@ -216,6 +260,37 @@ class ServiceProcess:
         self.signal(signal.SIGKILL)
         return self.proc.wait()
 
+    def profile(self, prefix: Path) -> None:
+        """Sample the service with py-spy from now until it stops, into ``prefix.svg`` and
+        ``prefix.txt`` (:func:`start_profilers`): called once the load begins, so start-up
+        (imports, connecting) is not in the profile."""
+        if self.profilers:
+            raise LaunchError(f"{self.name} (pid {self.pid}) is already being profiled")
+        self.check()
+        self.profilers = start_profilers(self.pid, prefix)
+
+    def end_profile(self) -> None:
+        """Once the service has exited, wait for its samplers to write their files (they stop
+        by themselves when it exits); one still running after :data:`PROFILE_WRITE_S` is
+        interrupted (py-spy writes what it has on SIGINT), then killed."""
+        for sampler in self.profilers:
+            try:
+                sampler.wait(timeout=PROFILE_WRITE_S)
+            except subprocess.TimeoutExpired:
+                sampler.send_signal(signal.SIGINT)
+                try:
+                    sampler.wait(timeout=PROFILE_WRITE_S)
+                except subprocess.TimeoutExpired:
+                    sampler.kill()
+                    sampler.wait()
+            if sampler.returncode != 0:
+                log.warning(
+                    "py-spy for %s exited with %s; see its .py-spy.log",
+                    self.name,
+                    sampler.returncode,
+                )
+        self.profilers = []
+
     def stop(self, grace: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM so it drains, SIGKILL after ``grace`` s; its exit status. Safe to call
         again (it returns the same status)."""
@@ -254,3 +329,5 @@ def stop_all(processes: Iterable[ServiceProcess], *, grace: float = STOP_TIMEOUT
                 grace,
             )
             service.kill()
+    for service in services:
+        service.end_profile()

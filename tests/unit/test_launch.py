@@ -18,6 +18,7 @@ from robolake.launch import (
     LaunchError,
     ServiceProcess,
     http_ok,
+    py_spy,
     service_env,
     stop_all,
 )
@@ -232,3 +233,38 @@ def test_a_timed_out_wait_leaves_the_service_running(tmp_path: Path) -> None:
         process.wait(0.1)
     assert process.running
     assert process.stop(grace=10) == 0
+
+
+BUSY_UNTIL_TERM = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+    "print('ready', flush=True)\n"
+    "def spin():\n"
+    "    while True:\n"
+    "        sum(range(1000))\n"
+    "spin()\n"
+)
+
+
+def test_a_profiled_service_leaves_a_flame_graph_and_its_stacks(tmp_path: Path) -> None:
+    try:
+        py_spy()
+    except LaunchError:
+        pytest.skip("py-spy is not installed")
+    process = ServiceProcess.start(
+        "busy",
+        python(BUSY_UNTIL_TERM),
+        env=service_env(),
+        log_path=tmp_path / "busy.log",
+    )
+    process.wait_ready(lambda: process.logged("ready"), within=10)
+    process.profile(tmp_path / "profile" / "busy")
+    with pytest.raises(LaunchError, match="already being profiled"):
+        process.profile(tmp_path / "profile" / "again")
+    time.sleep(1.0)
+    assert process.stop(grace=10) == 0
+    assert not process.profilers
+    profile = tmp_path / "profile"
+    assert (profile / "busy.svg").read_text().startswith("<?xml")
+    stacks = (profile / "busy.txt").read_text()
+    assert "spin (<string>" in stacks, (profile / "busy.py-spy.log").read_text()

@@ -478,6 +478,14 @@ class Plan:
     budget_bytes: int = 4_000_000_000
     drain_bytes: int = 2_000_000_000
     devices: int = DEVICES
+    #: A folder: the robolake collector and writer are sampled by py-spy into collector.svg /
+    #: .txt and writer.svg / .txt there (Benthos is not). Their figures then carry the
+    #: samplers' load on the same cores: the profile's run is not the table's.
+    profile: str | None = None
+
+    @property
+    def profile_dir(self) -> Path | None:
+        return None if self.profile is None else Path(self.profile)
 
 
 async def _http_run(
@@ -566,6 +574,8 @@ async def http_paths(
     try:
         base = f"http://127.0.0.1:{port}"
         await collector.ready(f"{base}/readyz")
+        if plan.profile_dir is not None:  # from the load on: start-up is not the profile's
+            collector.process.profile(plan.profile_dir / "collector")
         cpu, rss, elapsed, tally = await _http_run(
             "robolake", collector, base, tokens, plan, register=True, accepted=(201,)
         )
@@ -757,8 +767,11 @@ async def benthos_drain(
     )
 
 
-async def robolake_drain(endpoints: Endpoints, workdir: Path, filled: Prefill) -> PathFigures:
-    """One robolake writer drains the same topic (bench/writer.py), then the shards are audited."""
+async def robolake_drain(
+    endpoints: Endpoints, workdir: Path, filled: Prefill, profile: Path | None = None
+) -> PathFigures:
+    """One robolake writer drains the same topic (bench/writer.py), then the shards are audited;
+    ``profile``: a folder for its py-spy profile (writer.svg, writer.txt)."""
     found: dict[str, Any] = {}
 
     def inspect(dataset: Endpoints) -> None:
@@ -774,6 +787,7 @@ async def robolake_drain(endpoints: Endpoints, workdir: Path, filled: Prefill) -
         flush_age_s=FLUSH_AGE_S,
         prefilled=(filled.topic, DRAIN_PARTITIONS, filled.chunk_bytes),
         inspect=inspect,
+        profile=profile,
     )
     audit: ChunkAudit = found["audit"]
     check_audit(audit, len(filled.keys))
@@ -810,7 +824,7 @@ async def drain_paths(
         say("Benthos kafka_franz -> aws_s3 (tar archives) draining it")
         benthos = await benthos_drain(endpoints, workdir, binary, filled)
         say("robolake writer (Parquet shards, Iceberg commits) draining it")
-        robolake = await robolake_drain(endpoints, workdir, filled)
+        robolake = await robolake_drain(endpoints, workdir, filled, plan.profile_dir)
     finally:
         await _delete_topics(endpoints.kafka_bootstrap, [topic])
     return [robolake, benthos]
@@ -853,12 +867,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--devices", type=int, default=DEVICES, help="concurrent clients")
     parser.add_argument("--state-dir", type=Path, default=None, help="stack state directory")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the robolake collector and writer with py-spy into DIR/{collector,writer}"
+        ".{svg,txt} (flame graph, collapsed stacks)",
+    )
     args = parser.parse_args(argv)
     plan = Plan(
         seconds=args.seconds,
         budget_bytes=int(args.budget_gb * 1e9),
         drain_bytes=args.drain_mb * 1_000_000,
         devices=args.devices,
+        profile=None if args.profile is None else str(args.profile.resolve()),
     )
     binary = install_benthos()
     state = args.state_dir or default_state_dir().with_name("peers-stack")

@@ -184,6 +184,7 @@ async def writer_load(
     committer: str = "elected",
     prefilled: tuple[str, int, int] | None = None,
     inspect: Callable[[Endpoints], None] | None = None,
+    profile: Path | None = None,
 ) -> WriterFigures:
     """Fill a topic, then run ``writers`` writers in one group until every record is committed.
 
@@ -196,7 +197,9 @@ async def writer_load(
     ``prefilled`` = (topic, partitions, chunk bytes in it): drain that topic instead (the caller
     fills and deletes it; bench/peers.py drains one topic with the writer and with its peer).
     ``inspect`` is called with the run's dataset after the writers stopped, before the bucket
-    is deleted (to count what was stored).
+    is deleted (to count what was stored). ``profile``: a folder where each writer is sampled
+    by py-spy from the first record consumed on (``writer.svg`` and ``writer.txt``, then
+    ``writer-1``...).
     """
     if prefilled is None:
         topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
@@ -267,6 +270,10 @@ async def writer_load(
                         ):
                             first_record = time.monotonic()
                             cpu_at_first = sum(cpu_seconds(s.process.pid) for s in services)
+                            if profile is not None:
+                                for n, service in enumerate(services):
+                                    name = "writer" if n == 0 else f"writer-{n}"
+                                    service.process.profile(profile / name)
                             break
                 offsets = await admin.list_consumer_group_offsets(group)
                 committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
