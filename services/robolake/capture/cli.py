@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robolake.capture.errors import CaptureError
+from robolake.recordings.rosbag import is_bag
+
+if TYPE_CHECKING:
+    from robolake.recordings import Recording
 
 ENV_COLLECTOR_URL = "ROBOLAKE_COLLECTOR_URL"
 ENV_DEVICE_TOKEN = "ROBOLAKE_DEVICE_TOKEN"
@@ -28,15 +34,20 @@ def add_parsers(subparsers: Any) -> None:
     """Register ``robolake upload`` and ``robolake simulate``."""
     upload = subparsers.add_parser(
         "upload",
-        help="upload a recorded episode (manifest.json + one Arrow/Parquet file per stream)",
+        help="upload a recorded episode: an episode directory or a ROS 2 bag",
         description=(
             "Upload a recorded episode directory: manifest.json (schemas/manifest.v1.schema.json) "
             "and, per declared stream, <stream>.arrow (Arrow IPC stream or file) or "
-            "<stream>.parquet. Chunks are spooled first; if the upload is interrupted, run the "
-            "command again (or with --resume-only) and it continues where it stopped."
+            "<stream>.parquet; or a ROS 2 bag (.mcap, .db3 or a rosbag2 directory), converted "
+            "on the device (docs/recordings.md). Chunks are spooled first; if the upload is "
+            "interrupted, run the command again (or with --resume-only) and it continues where "
+            "it stopped."
         ),
     )
-    upload.add_argument("path", type=Path, nargs="?", help="episode directory")
+    upload.add_argument(
+        "path", type=Path, nargs="?",
+        help="episode directory, or a ROS 2 bag: a .mcap/.db3 file or a rosbag2 directory",
+    )  # fmt: skip
     upload.add_argument(
         "--collector", default=os.environ.get(ENV_COLLECTOR_URL, "http://127.0.0.1:8080"),
         help=f"collector URL (env {ENV_COLLECTOR_URL}, default http://127.0.0.1:8080)",
@@ -53,6 +64,25 @@ def add_parsers(subparsers: Any) -> None:
         "--max-chunk-bytes", type=int, default=4 * 1024 * 1024,
         help="largest chunk to cut (the collector's limit, default 4 MiB)",
     )  # fmt: skip
+    bag = upload.add_argument_group(
+        "ROS 2 bags",
+        "A bag becomes an episode whose id derives from its content and the device, so the "
+        "same bag uploaded again (renamed, from a restarted device) is the same episode, stored "
+        "once. What a bag cannot know comes from these flags or a sidecar JSON file "
+        "(DIR/robolake.json or FILE.robolake.json). See docs/recordings.md.",
+    )
+    bag.add_argument("--mapping", type=Path, help="topic -> stream mapping file (YAML or JSON)")
+    bag.add_argument("--sidecar", type=Path, help="JSON file with the manifest's other fields")
+    bag.add_argument("--device-id", help="this device's id (the token's device)")
+    bag.add_argument("--capture-point", dest="capture_point_id", help="capture point id")
+    bag.add_argument("--robot-type", help="robot model, e.g. ur5e")
+    bag.add_argument("--scene", help="hospital, mall, warehouse, factory, home, lab or other")
+    bag.add_argument("--task", help="the natural-language instruction the robot was given")
+    bag.add_argument("--operator", help="pseudonymous operator id")
+    bag.add_argument("--tag", action="append", dest="tags", default=[], help="a tag (repeatable)")
+    bag.add_argument("--license", help="licence of the recording (with --consent: the rights)")
+    bag.add_argument("--consent", choices=("obtained", "not_required"), help="consent status")
+    bag.add_argument("--consent-reference", help="where the consent record is kept")
     upload.set_defaults(func=_upload)
 
     sim = subparsers.add_parser(
@@ -110,6 +140,14 @@ async def _run_upload(args: argparse.Namespace) -> int:
 
     if not args.token:
         raise CaptureError(f"no device token: pass --token or set {ENV_DEVICE_TOKEN}")
+    recording = None
+    if args.path is not None and not args.resume_only:
+        if not args.path.exists():
+            raise CaptureError(f"{args.path} does not exist")
+        if is_bag(args.path) and not (args.path / "manifest.json").is_file():
+            # Checked whole before anything is registered or spooled: a bad bag leaves nothing
+            # behind (and no half-registered episode) -- docs/recordings.md, "Errors".
+            recording = await asyncio.to_thread(_prepare_recording, args)
     spool = Spool(args.spool, cap_bytes=int(args.spool_cap_gb * 1e9))
     async with aiohttp.ClientSession() as session:
         uploader = Uploader(session, args.collector, args.token)
@@ -121,31 +159,77 @@ async def _run_upload(args: argparse.Namespace) -> int:
                   f"completed={outcome.completed}", file=sys.stderr)  # fmt: skip
         if args.resume_only or args.path is None:
             return 0
-        manifest_path = args.path / "manifest.json"
-        if not manifest_path.is_file():
-            raise CaptureError(f"{manifest_path} not found: an episode directory needs one")
-        manifest = manifest_path.read_text()
+        if recording is not None:
+            manifest = recording.manifest
+            batches: Callable[[Mapping[str, int]], Iterator[tuple[str, pa.Table]]] = (
+                recording.batches
+            )
+        else:
+            manifest_path = args.path / "manifest.json"
+            if not manifest_path.is_file():
+                raise CaptureError(f"{manifest_path} not found: an episode directory needs one")
+            manifest = manifest_path.read_text()
+            batches = functools.partial(_directory_batches, args.path, manifest)
         recorder = await client.open_episode(manifest)
-        for decl in recorder.manifest.streams:
-            table = _read_stream(args.path, decl.name)
-            if table is None:
-                print(f"  {decl.name}: no file, uploading no rows", file=sys.stderr)
-                continue
-            done = recorder.spooled_rows(decl.name)
+        skip = {d.name: recorder.spooled_rows(d.name) for d in recorder.manifest.streams}
+        for name, done in skip.items():
             if done:
-                print(f"  {decl.name}: {done} rows already spooled, continuing", file=sys.stderr)
-            if table.num_rows > done:
-                await recorder.append(decl.name, table.slice(done))
-            print(f"  {decl.name}: {table.num_rows - done} rows queued", file=sys.stderr)
+                print(f"  {name}: {done} rows already spooled, continuing", file=sys.stderr)
+        queued: dict[str, int] = {}
+        rows = iter(batches(skip))
+        # Conversion is CPU work: one batch at a time in a thread, so uploads keep moving.
+        while (item := await asyncio.to_thread(next, rows, None)) is not None:
+            name, table = item
+            await recorder.append(name, table)
+            queued[name] = queued.get(name, 0) + table.num_rows
+        for decl in recorder.manifest.streams:
+            print(f"  {decl.name}: {queued.get(decl.name, 0)} rows queued", file=sys.stderr)
         outcome = await recorder.close()
-        summary = {
+        summary: dict[str, Any] = {
             "episode_id": outcome.episode_id,
             "chunks": outcome.chunks,
             "rejected": outcome.rejected,
             "completed": outcome.completed,
         }
+        if recording is not None:
+            summary["recording"] = recording.report()
+            for topic in summary["recording"]["unmapped_topics"]:
+                line = f"{topic['topic']} ({topic['ros_type']}, {topic['messages']} messages)"
+                print(f"  not uploaded: {line}: {topic['reason']}", file=sys.stderr)
         print(json.dumps(summary))
         return 0 if not outcome.rejected else 2
+
+
+def _prepare_recording(args: argparse.Namespace) -> Recording:
+    from robolake.recordings import prepare
+
+    fields: dict[str, Any] = {
+        key: getattr(args, key)
+        for key in ("device_id", "capture_point_id", "robot_type", "scene", "task", "operator")
+    }
+    fields["tags"] = args.tags
+    if args.license or args.consent:
+        rights = {"license": args.license, "consent": args.consent}
+        if args.consent_reference:
+            rights["consent_reference"] = args.consent_reference
+        fields["rights"] = rights
+    return prepare(args.path, fields=fields, mapping=args.mapping, sidecar=args.sidecar)
+
+
+def _directory_batches(
+    folder: Path, manifest: str, skip: Mapping[str, int]
+) -> Iterator[tuple[str, pa.Table]]:
+    """An episode directory's streams, one ``<stream>.arrow``/``.parquet`` file each."""
+    from robolake.episode.manifest import parse_manifest
+
+    for decl in parse_manifest(manifest).streams:
+        table = _read_stream(folder, decl.name)
+        if table is None:
+            print(f"  {decl.name}: no file, uploading no rows", file=sys.stderr)
+            continue
+        done = skip.get(decl.name, 0)
+        if table.num_rows > done:
+            yield decl.name, table.slice(done)
 
 
 def _upload(args: argparse.Namespace) -> int:
