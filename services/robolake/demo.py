@@ -2,7 +2,8 @@
 
 1. bring the stack up (Kafka, MinIO, Prometheus; installed on first use);
 2. start a collector and a writer as real processes, scraped by Prometheus;
-3. simulate 1,000 capture points uploading synthetic humanoid episodes for about a minute;
+3. simulate 1,000 capture points uploading synthetic humanoid episodes for about a minute, and
+   upload a real ROS 2 bag (``tests/fixtures/ros2/arm.mcap``, or ``--bag``) next to them;
 4. wait until every acknowledged chunk is in the Parquet shards;
 5. report what landed, run a DuckDB query over the shards, and say where to look.
 """
@@ -15,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,12 @@ from robolake.errors import RobolakeError
 from robolake.launch import ServiceProcess, http_ok, robolake_argv, service_env, stop_all
 from robolake.stack.paths import default_state_dir
 from robolake.stack.process import free_port
+
+#: The bag the demo uploads next to the synthetic episodes (a checkout has it; an installed
+#: package does not, and then the demo says so and uploads only the synthetic ones).
+DEMO_BAG = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "ros2" / "arm.mcap"
+#: The demo bag's device, enrolled in the stack's registry like the simulated ones.
+BAG_DEVICE = ("ros2-arm-rig", "cp-ros2-lab", "org-ros2")
 
 
 class DemoError(RobolakeError):
@@ -43,6 +51,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--episode-seconds", type=float, default=4.0, help="length of an episode")
     parser.add_argument("--wait", type=float, default=240.0, help="max seconds to wait for shards")
     parser.add_argument("--state-dir", type=Path, default=None, help="stack state directory")
+    parser.add_argument(
+        "--bag", type=Path, default=DEMO_BAG,
+        help="a ROS 2 bag (.mcap, .db3 or rosbag2 directory) to upload too (default: arm.mcap)",
+    )  # fmt: skip
+    parser.add_argument("--no-bag", action="store_true", help="upload no ROS 2 bag")
     parser.set_defaults(func=_run)
 
 
@@ -105,8 +118,19 @@ def _run(args: argparse.Namespace) -> int:
                 episode_seconds=args.episode_seconds,
             )
             result = asyncio.run(simulate(config, out=sys.stdout))
-        print(result.render(), flush=True)
+            print(result.render(), flush=True)
+            bag = None
+            if not args.no_bag and args.bag.exists():
+                _say(f"uploading the ROS 2 bag {args.bag} as device {BAG_DEVICE[0]}")
+                bag = asyncio.run(
+                    _upload_bag(args.bag, collector_url, Path(env["ROBOLAKE_DEVICES_FILE"]),
+                                Path(tmp) / "bag-spool")
+                )  # fmt: skip
+            elif not args.no_bag:
+                _say(f"no ROS 2 bag at {args.bag}: uploading only the synthetic episodes")
         acknowledged = [(e, s, q) for e, s, q, _ in result.ledger]
+        if bag is not None:
+            acknowledged += bag.acknowledged
         _say(f"waiting until all {len(acknowledged)} acknowledged chunks are in the shards")
         deadline = time.monotonic() + args.wait
         while True:
@@ -126,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"{audit.missing} acknowledged chunks are not in the shards after "
                 f"{args.wait:.0f} s; see {writer.log_path}"
             )
-        _report(endpoints, result, audit, began)
+        _report(endpoints, result, audit, began, bag)
     finally:
         stop_all(services)
         for service in services:
@@ -138,7 +162,73 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(endpoints: Any, result: Any, audit: ChunkAudit, began: float) -> None:
+@dataclass
+class _Bag:
+    """The demo's ROS 2 bag after its upload."""
+
+    episode_id: str
+    report: dict[str, Any]
+    acknowledged: list[tuple[str, str, int]]
+
+
+async def _upload_bag(bag: Path, collector_url: str, devices_file: Path, spool: Path) -> _Bag:
+    """Convert and upload ``bag`` as ``robolake upload BAG`` does, keeping the acknowledged
+    chunk keys for the audit. Run again on the same stack, it is the same episode, stored once."""
+    import aiohttp
+
+    from robolake.capture.client import CaptureClient
+    from robolake.capture.spool import Spool
+    from robolake.capture.uploader import Uploader, UploadStats
+    from robolake.devices.registry import DeviceRegistry
+    from robolake.recordings import prepare
+
+    device, capture_point, _ = BAG_DEVICE
+    token = DeviceRegistry(devices_file).add_many([BAG_DEVICE], replace=True)[device]
+    fields = {
+        "device_id": device,
+        "capture_point_id": capture_point,
+        "robot_type": "ur5e",
+        "scene": "lab",
+        "task": "pick up the red cup",
+        "operator": "demo-operator",
+    }
+    recording = await asyncio.to_thread(prepare, bag, fields=fields)
+    stats = UploadStats(ledger=[])
+    async with aiohttp.ClientSession() as session:
+        uploader = Uploader(session, collector_url, token, stats=stats, give_up_after=120)
+        recorder = await CaptureClient(uploader, Spool(spool)).open_episode(recording.manifest)
+        for stream, table in recording.batches():
+            await recorder.append(stream, table)
+        outcome = await recorder.close()
+    if outcome.rejected or not outcome.completed:
+        raise DemoError(f"the ROS 2 bag {bag} was not uploaded: {outcome}")
+    keys = [(e, s, q) for e, s, q, _ in stats.ledger or []]
+    return _Bag(outcome.episode_id, recording.report(), keys)
+
+
+def _report_bag(endpoints: Any, bag: _Bag) -> None:
+    from robolake.dataset.episodes import EpisodeFilter, read_index
+    from robolake.dataset.reader import RobolakeDataset
+
+    deadline = time.monotonic() + 60  # the index row follows the completion's flush
+    wanted = EpisodeFilter(episode_ids=(bag.episode_id,))
+    while read_index(endpoints, criteria=wanted).num_rows == 0:
+        if time.monotonic() > deadline:
+            raise DemoError(f"the ROS 2 bag's episode {bag.episode_id} is not in the index")
+        time.sleep(2)
+    info = RobolakeDataset(endpoints).episode(bag.episode_id)
+    _say(f"the ROS 2 bag: episode {info.episode_id} (complete: {info.complete})")
+    for stream in info.streams:
+        topic = bag.report["streams"].get(stream.name, {}).get("topic", "")
+        print(f"    {stream.name:<34} {stream.type:<12} {stream.rows:>6} rows   from {topic}")
+    for unmapped in bag.report["unmapped_topics"]:
+        line = f"{unmapped['topic']} ({unmapped['ros_type']}): {unmapped['reason']}"
+        print(f"    not uploaded: {line}")
+
+
+def _report(
+    endpoints: Any, result: Any, audit: ChunkAudit, began: float, bag: _Bag | None = None
+) -> None:
     import duckdb
 
     from robolake.dataset.storage import episodes_index, shards, uses_tables
@@ -162,6 +252,8 @@ def _report(endpoints: Any, result: Any, audit: ChunkAudit, began: float) -> Non
         f"    upload throughput   {result.mb_per_s:.1f} MB/s acknowledged, "
         f"ack latency p50 {result.ack_p50_ms:.0f} ms / p99 {result.ack_p99_ms:.0f} ms"
     )
+    if bag is not None:
+        _report_bag(endpoints, bag)
     if uses_tables(endpoints):
         _say(
             f"Iceberg tables in namespace {endpoints.catalog_namespace} "
