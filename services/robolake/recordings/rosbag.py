@@ -59,19 +59,28 @@ def is_bag(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in (".mcap", ".db3")
 
 
-def storage_files(path: Path) -> list[Path]:
-    """The files holding the bag's messages, in the bag's order (what the content hash covers)."""
-    if not path.is_dir():
-        return [path]
+def _metadata(path: Path) -> dict[str, Any]:
+    """A rosbag2 directory's ``metadata.yaml``, its ``rosbag2_bagfile_information`` mapping."""
     from ruamel.yaml import YAML
 
     meta = path / "metadata.yaml"
     try:
         info = YAML(typ="safe", pure=True).load(meta.read_text(encoding="utf-8"))
-        names = [str(n) for n in info["rosbag2_bagfile_information"]["relative_file_paths"]]
+        found = info["rosbag2_bagfile_information"]
+        names = found["relative_file_paths"]
     except Exception as exc:  # OSError, YAML errors, a missing key: all mean a broken bag
         raise CorruptRecording(f"{meta}: not a rosbag2 metadata file ({exc})") from exc
-    files = [path / name for name in names]
+    if not isinstance(found, dict) or not isinstance(names, list):
+        raise CorruptRecording(f"{meta}: not a rosbag2 metadata file (no list of files)")
+    return found
+
+
+def storage_files(path: Path) -> list[Path]:
+    """The files holding the bag's messages, in the bag's order (what the content hash covers)."""
+    if not path.is_dir():
+        return [path]
+    meta = path / "metadata.yaml"
+    files = [path / str(name) for name in _metadata(path)["relative_file_paths"]]
     absent = [str(f) for f in files if not f.is_file()]
     if absent:
         raise CorruptRecording(f"{meta} lists storage files that are missing: {absent}")
@@ -305,12 +314,28 @@ class _Reorder:
         return [self._pop(0) for _ in range(len(self._heap))]
 
 
-def _reader(path: Path) -> Any:
+def reads_storage_files(path: Path, files: list[Path]) -> bool:
+    """Whether a bag directory is read through its MCAP files rather than its metadata.yaml.
+
+    An uncompressed rosbag2 directory of MCAP files holds everything in the MCAP files
+    themselves (channels, schemas, summary). rosbags 0.11.9 reading the directory matches
+    metadata.yaml's topics to the MCAP channels by their QoS text as well, and so reads rosbag2's
+    own ``talker`` test bag (metadata version 4) as empty; reading the files gives all of it.
+    Directories with rosbag2-level compression or ``.db3`` storage are read as directories.
+    """
+    if not path.is_dir() or not files or any(f.suffix.lower() != ".mcap" for f in files):
+        return False
+    info = _metadata(path)
+    return not info.get("compression_format") and not info.get("compression_mode")
+
+
+def _reader(path: Path, files: list[Path]) -> Any:
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
+    sources = files if reads_storage_files(path, files) else [path]
     # Bags without embedded definitions (old .db3) decode with the newest standard types.
-    return AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
+    return AnyReader(sources, default_typestore=get_typestore(Stores.LATEST))
 
 
 def _messages(reader: Any, path: Path, topics: set[str]) -> Iterator[tuple[str, int, Any, int]]:
@@ -358,7 +383,7 @@ def scan(path: Path, mapping: TopicMapping) -> BagScan:
         raise RecordingError(f"{path} does not exist")
     files = storage_files(path)
     check_framing(files)
-    reader = _reader(path)
+    reader = _reader(path, files)
     try:
         reader.open()
     except Exception as exc:
@@ -397,6 +422,16 @@ def scan(path: Path, mapping: TopicMapping) -> BagScan:
         for name, order in reorder.items():
             order.drain()
             result.streams[name].camera = cameras.get(name)
+        # The reader yields what it can match and stops at what it cannot; a bag whose index or
+        # metadata promises more messages than came out would otherwise upload a silent subset.
+        for topic in by_topic:
+            read, declared = index.get(topic, -1) + 1, topics[topic][1]
+            if read < declared:
+                raise CorruptRecording(
+                    f"{path}: the bag says topic {topic} has {declared} messages, but {read} "
+                    "could be read: its index and its data disagree (a damaged or rewritten "
+                    "bag); nothing was uploaded"
+                )
     finally:
         reader.close()
     if not result.streams:
@@ -442,7 +477,7 @@ def batches(
                 rows.clear()
                 size[0] = 0
 
-    reader = _reader(path)
+    reader = _reader(path, scan_result.files)
     try:
         reader.open()
     except Exception as exc:
