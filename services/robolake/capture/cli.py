@@ -213,7 +213,9 @@ def _prepare_recording(args: argparse.Namespace) -> Recording:
         if args.consent_reference:
             rights["consent_reference"] = args.consent_reference
         fields["rights"] = rights
-    return prepare(args.path, fields=fields, mapping=args.mapping, sidecar=args.sidecar)
+    recording = prepare(args.path, fields=fields, mapping=args.mapping, sidecar=args.sidecar)
+    recording.check_chunk_limit(args.max_chunk_bytes)
+    return recording
 
 
 def _directory_batches(

@@ -28,6 +28,23 @@ class Recording:
         """``(stream, rows)`` in order, skipping ``skip[stream]`` rows already spooled."""
         return batches(self.scan, skip)
 
+    def check_chunk_limit(self, max_chunk_bytes: int) -> None:
+        """Refuse, before anything is registered, a bag with a message bigger than a chunk.
+
+        A row is never split across chunks, so such a frame would fail the upload halfway
+        (``chunk_too_large``) after the episode was registered and its first chunks spooled.
+        The serialized message's size stands in for the row's (the row is the same pixels or
+        bytes with a few fields less).
+        """
+        for name, stream in sorted(self.scan.streams.items()):
+            if stream.largest_bytes > max_chunk_bytes:
+                raise RecordingError(
+                    f"stream {name} (topic {stream.rule.topic}) has a message of "
+                    f"{stream.largest_bytes} bytes, over the {max_chunk_bytes}-byte chunk limit: "
+                    "a row must fit one chunk; raise --max-chunk-bytes (the collector takes up "
+                    "to 4 MiB by default) or ignore the topic in the mapping file"
+                )
+
     def report(self) -> dict[str, Any]:
         """What the upload report says about the conversion: streams, and what was not uploaded."""
         return {

@@ -245,6 +245,8 @@ class StreamScan:
     t_min: int = 2**63 - 1
     t_max: int = -(2**63)
     log_time_rows: int = 0
+    #: The largest serialized message, bytes: about the largest row, which must fit one chunk.
+    largest_bytes: int = 0
     frame_id: str | None = None
     camera: dict[str, Any] | None = None
 
@@ -416,6 +418,7 @@ def scan(path: Path, mapping: TopicMapping) -> BagScan:
                 t_ns, fallback = _time(rule, msg, log_time)
                 stream.messages += 1
                 stream.log_time_rows += fallback
+                stream.largest_bytes = max(stream.largest_bytes, size)
                 stream.t_min = min(stream.t_min, t_ns)
                 stream.t_max = max(stream.t_max, t_ns)
                 reorder[rule.stream].push(t_ns, size, None, log_time)

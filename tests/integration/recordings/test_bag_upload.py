@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 from pipeline_harness import Pipeline
 
+from robolake.capture.spool import Spool
 from robolake.dataset.audit import audit_chunks
 from robolake.dataset.episodes import read_index
 from robolake.dataset.reader import RobolakeDataset
@@ -156,3 +158,72 @@ async def test_a_ros2_bag_lands_as_one_episode_and_a_renamed_copy_is_stored_once
     assert audit.missing == 0
     assert audit.duplicated_rows == 0
     assert index["episode_id"].to_pylist().count(episode_id) == 1
+
+
+def _accepted(base: str) -> int:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(r"^robolake_collector_chunks_accepted_total (\S+)$", text, re.M)
+    return int(float(match.group(1))) if match else 0
+
+
+async def test_a_bag_upload_killed_midway_resumes_and_lands_whole(
+    stack_endpoints: Endpoints, kafka_topic: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    """SIGKILL the uploading CLI after some chunks were acknowledged; the same command again
+    uploads what the spool holds, continues the bag where the spool stopped, and completes."""
+    bag = tmp_path / "take"
+    make_bags = BAG.parent / "make_bags.py"
+    subprocess.run(
+        [sys.executable, str(make_bags), str(bag), "--seconds", "4", "--width", "320",
+         "--height", "240"],
+        check=True, timeout=120,
+    )  # fmt: skip
+    expected = {
+        name: s["rows"] for name, s in prepare(bag, fields=FIELDS).report()["streams"].items()
+    }
+    token = DeviceRegistry(tmp_path / "devices.json").add("rig-7", "lab-3", "org-1")
+    spool = tmp_path / "spool"
+    async with Pipeline(stack_endpoints, kafka_topic, s3_bucket, tmp_path) as pipeline:
+        command = [sys.executable, "-m", "robolake", "upload", str(bag),
+                   "--collector", pipeline.collector_url, "--spool", str(spool),
+                   "--max-chunk-bytes", str(512 * 1024), "--concurrency", "1"]  # fmt: skip
+        for key, flag in FLAGS.items():
+            command += [flag, FIELDS[key]]
+        env = {**os.environ, "ROBOLAKE_DEVICE_TOKEN": token}
+        with (tmp_path / "upload-killed.log").open("wb") as log:
+            first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 120
+            while await asyncio.to_thread(_accepted, pipeline.collector_url) < 10:
+                assert first.poll() is None, (tmp_path / "upload-killed.log").read_text()
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        journals = Spool(spool).episodes()
+        assert journals, "the upload finished before it was killed; the test proves nothing"
+        episode_id = journals[0]
+        resumed = await asyncio.to_thread(
+            subprocess.run, command, env=env, capture_output=True, text=True, timeout=300,
+            check=False,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+        assert summary["episode_id"] == episode_id
+        assert summary["completed"], summary
+        assert "rows already spooled, continuing" in resumed.stderr
+        await _indexed(pipeline.dataset_endpoints, episode_id)
+        info = RobolakeDataset(pipeline.dataset_endpoints).episode(episode_id)
+        audit = await asyncio.to_thread(
+            audit_chunks,
+            pipeline.dataset_endpoints,
+            [(episode_id, s.name, q) for s in info.streams for q in range(s.chunks)],
+        )
+    print(
+        f"bag upload killed and resumed: episode={episode_id} chunks={audit.acknowledged} "
+        f"found={audit.found} duplicated_rows={audit.duplicated_rows} rows={expected}"
+    )
+    assert {s.name: s.rows for s in info.streams} == expected
+    assert audit.missing == 0
+    assert audit.duplicated_rows == 0
+    assert Spool(spool).episodes() == []

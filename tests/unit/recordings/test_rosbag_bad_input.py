@@ -376,6 +376,11 @@ def _bad_image(tmp_path: Path) -> Path:
     return _write(tmp_path / "bad_image", [("/cam/image_raw", T0, frame)])
 
 
+def _frame_over_the_chunk_limit(tmp_path: Path) -> Path:
+    big = np.zeros((64, 64, 3), np.uint8)  # 12,288 bytes of pixels; --max-chunk-bytes 8192
+    return _write(tmp_path / "big_frame", [("/cam/image_raw", T0, _image(T0, big, "rgb8"))])
+
+
 def _bad_mapping(tmp_path: Path) -> Path:
     (tmp_path / "map.yaml").write_text("version: 2\n")
     return FIXTURES / "arm.mcap"
@@ -387,6 +392,7 @@ def _bad_mapping(tmp_path: Path) -> Path:
         (_truncated, "truncated at byte 110495: the Chunk record at byte 43"),
         (_bad_image, "message 0: 10 data bytes do not fit 8x6 rgb8"),
         (_bad_mapping, "'version' must be 1 (found 2)"),
+        (_frame_over_the_chunk_limit, "stream cam_image_raw (topic /cam/image_raw) has a message"),
     ],
 )
 def test_the_cli_prints_one_line_and_spools_nothing(
@@ -398,6 +404,7 @@ def test_the_cli_prints_one_line_and_spools_nothing(
     bag = make(tmp_path)
     argv = ["upload", str(bag), "--token", "t0k", "--spool", str(tmp_path / "spool")]
     argv += ["--collector", "http://127.0.0.1:9"]  # never reached: the bag fails first
+    argv += ["--max-chunk-bytes", "8192"]
     for flag, key in [("--device-id", "device_id"), ("--capture-point", "capture_point_id"),
                       ("--robot-type", "robot_type"), ("--scene", "scene"), ("--task", "task"),
                       ("--operator", "operator")]:  # fmt: skip
