@@ -33,6 +33,7 @@ from robolake.episode.stream_types import StreamType
 from robolake.lake import layout
 from robolake.lake.errors import CatalogUnavailable, LakeError
 from robolake.lake.schema import (
+    EVOLVING_PROPERTIES,
     TABLE_PROPERTIES,
     iceberg_schema,
     partition_spec,
@@ -156,6 +157,7 @@ class LakeTables:
                     if attempt == 4:
                         raise
             log.info("table %s: added columns %s", identifier, missing)
+        table = self._with_properties(identifier, table)
         if table.location().rstrip("/") != location:
             raise LakeError(
                 f"table {identifier} is at {table.location()}, robolake writes its files under "
@@ -165,6 +167,27 @@ class LakeTables:
         return TableInfo(
             name, layout.table_prefix(self.namespace, name), with_field_ids(arrow, table.schema())
         )
+
+    def _with_properties(self, identifier: str, table: Table) -> Table:
+        """Give a table created by an older robolake the properties added since (an operator's
+        own values are kept)."""
+        for attempt in range(5):
+            missing = {
+                key: TABLE_PROPERTIES[key]
+                for key in EVOLVING_PROPERTIES
+                if key not in table.properties
+            }
+            if not missing:
+                return table
+            try:
+                with table.transaction() as transaction:
+                    transaction.set_properties(missing)
+                log.info("table %s: set %s", identifier, missing)
+            except CommitFailedException:
+                if attempt == 4:
+                    raise
+            table = self.catalog.load_table(identifier)
+        return table
 
     def info(self, table: str) -> TableInfo:
         """The file schema of a table ensured before (KeyError otherwise: a writer bug)."""

@@ -266,7 +266,7 @@ def commit_partitions(
                 )
             )
         transaction = transaction_of(table)
-        with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
+        with transaction.update_snapshot(snapshot_properties=properties).merge_append() as append:
             for request in todo:
                 for file in request.files:
                     append.append_data_file(file)
@@ -328,7 +328,7 @@ def append_files(
         ]
         summary = {**carried_all(table.metadata), **(properties or {})}
         transaction = transaction_of(table)
-        with transaction.update_snapshot(snapshot_properties=summary).fast_append() as append:
+        with transaction.update_snapshot(snapshot_properties=summary).merge_append() as append:
             for file in files:
                 append.append_data_file(file)
         try:

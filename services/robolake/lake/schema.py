@@ -52,7 +52,20 @@ TABLE_PROPERTIES: Final = {
     # Every commit rewrites metadata.json; keep a bounded history of them.
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "100",
+    # Every flush commit adds a manifest; without merging, a table committed once a minute has
+    # half a million after a year, and every scan plan and orphan pass reads them all. Merge
+    # appends (lake/commits.py) fold the small ones into manifests of up to 8 MB once 100
+    # gather, as Iceberg's Java appends do by default (pyiceberg's default is off).
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "100",
+    "commit.manifest.target-size-bytes": str(8 * 1024 * 1024),
 }
+#: Of those, the ones a table created before they existed gets at its next ``ensure``.
+EVOLVING_PROPERTIES: Final = (
+    "commit.manifest-merge.enabled",
+    "commit.manifest.min-count-to-merge",
+    "commit.manifest.target-size-bytes",
+)
 
 
 def table_arrow_schema(contract: pa.Schema) -> pa.Schema:

@@ -1,12 +1,14 @@
-"""``robolake exporter``: the dataset's size and splits as Prometheus gauges, from the bucket.
+"""``robolake exporter``: the dataset's size and splits as Prometheus gauges, from the tables.
 
-Every ``interval`` seconds it scans the bucket (:func:`robolake.ops.inventory.scan`) and replaces
-its gauges with what it found: stored bytes, episodes, recorded time and attributed bytes by
-scene, by capture point and by organisation, and the last episode of each capture point. The
-numbers come from the episodes index and the shard listing, so they survive restarts of any
-process; the recording rules in ``deploy/prometheus/rules/`` turn them into progress toward the
-target and an ETA. One exporter per bucket is enough (it holds no state but a cache); two give
-the same numbers, which the rules take the ``max`` of.
+Every ``interval`` seconds it scans the dataset (:func:`robolake.ops.inventory.scan`) and
+replaces its gauges with what it found: stored bytes, episodes, recorded time and attributed
+bytes by scene, by capture point and by organisation, and the last episode of each capture
+point. The numbers come from the episodes index and the tables' snapshot summaries (the bucket
+layout: the index and a shard listing), so they survive restarts of any process and a scan
+costs the number of episodes and tables, not of data files; the recording rules in
+``deploy/prometheus/rules/`` turn them into progress toward the target and an ETA. One exporter
+per bucket is enough (it holds no state but a cache); two give the same numbers, which the
+rules take the ``max`` of.
 """
 
 from __future__ import annotations

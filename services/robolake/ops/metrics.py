@@ -34,13 +34,14 @@ class DatasetMetrics:
         # -- the whole dataset -----------------------------------------------------------------
         self.stored_bytes = Gauge(
             "robolake_dataset_stored_bytes",
-            "Bytes of every object under shards/ and index/ in the bucket (listing): the "
-            "number that counts toward the target.",
+            "Bytes of every table's data files, from the current snapshots' summaries (the "
+            "bucket layout: every object under shards/ and index/): the number that counts "
+            "toward the target.",
             registry=r,
         )
         self.shard_files = Gauge(
             "robolake_dataset_shard_files",
-            "Parquet shard files in the bucket.",
+            "Parquet data files of the shard tables (the bucket layout: shard objects).",
             registry=r,
         )
         self.unindexed_bytes = Gauge(

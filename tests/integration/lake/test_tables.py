@@ -202,3 +202,47 @@ def test_offsets_are_found_past_commits_that_carry_none(lake_endpoints: Endpoint
     assert found.offsets == {2: 42}
     assert found.checkpoints == {2: "ck-1"}
     assert found.skipped == 1
+
+
+def test_flush_commits_merge_their_manifests_and_older_tables_get_the_property(
+    lake_endpoints: Endpoints,
+) -> None:
+    """Each flush commit adds a manifest; merge appends fold them once enough gather (100 in
+    production; 4 here), so planning and orphan passes do not read one manifest per commit
+    forever. A table made before the property existed gets it at its next ``ensure``."""
+    tables = LakeTables.from_endpoints(lake_endpoints)
+    tables.ensure_namespace()
+    info = tables.ensure_stream_type(default_registry().get("imu", 1))
+    table = tables.load(info.name)
+    assert table.properties["commit.manifest-merge.enabled"] == "true"
+    with table.transaction() as transaction:
+        transaction.set_properties({"commit.manifest.min-count-to-merge": "4"})
+    commits = 10
+    for n in range(commits):
+        path, data = _file(info, lake_endpoints, 2, f"m{n}")
+        table = tables.load(info.name)
+        commit_partition(
+            table,
+            [data_file(table.metadata, path, data)],
+            topic=TOPIC,
+            partition=0,
+            expected=None if n == 0 else 10 * n,
+            next_offset=10 * (n + 1),
+        )
+    final = tables.load(info.name)
+    snapshot = final.current_snapshot()
+    assert snapshot is not None
+    manifests = snapshot.manifests(final.io)
+    assert len(manifests) < 4, [m.manifest_path for m in manifests]
+    assert final.scan().to_arrow().num_rows == 2 * commits  # every file once, none lost
+    assert len(final.inspect.files()) == commits
+    assert recorded(final.metadata, TOPIC).offsets == {0: 10 * commits}
+
+    # As a table created by an older robolake: without the property, until ensured again.
+    with final.transaction() as transaction:
+        transaction.remove_properties("commit.manifest-merge.enabled")
+    assert "commit.manifest-merge.enabled" not in tables.load(info.name).properties
+    LakeTables.from_endpoints(lake_endpoints).ensure_stream_type(default_registry().get("imu", 1))
+    again = tables.load(info.name).properties
+    assert again["commit.manifest-merge.enabled"] == "true"
+    assert again["commit.manifest.min-count-to-merge"] == "4"  # an operator's value is kept
