@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, Literal, TextIO
 
 import aiohttp
 
@@ -85,14 +85,57 @@ class SimulationResult:
     ack_p99_ms: float
     failed_episodes: int
     ledger: list[tuple[str, str, int, str]] = field(repr=False, default_factory=list)
+    #: The aggregate rate asked for (MB/s; 0: as fast as it goes).
+    asked_mb_per_s: float = 0.0
+    #: Device seconds spent generating episodes (thread queue included) and uploading them,
+    #: summed over every episode: where the capture points' time went.
+    generate_s: float = 0.0
+    upload_s: float = 0.0
+    #: Episodes that started later than their schedule, and by how much in total (seconds).
+    episodes_behind: int = 0
+    behind_s: float = 0.0
+    #: CPU seconds of the simulator's own process during the run.
+    simulator_cpu_s: float = 0.0
 
     @property
     def mb_per_s(self) -> float:
         return self.bytes / 1e6 / self.seconds if self.seconds else 0.0
 
+    @property
+    def limiter(self) -> Limiter:
+        """Who set the pace: ``met`` (at least 90% of the asked rate acknowledged), else the
+        simulator (its capture points spent more time generating episodes than uploading
+        them) or the system (uploads took longer than the schedule left them)."""
+        if self.asked_mb_per_s <= 0 or self.mb_per_s >= MET_SHARE * self.asked_mb_per_s:
+            return "met"
+        return "simulator" if self.generate_s >= self.upload_s else "system"
+
+    def load_line(self) -> str:
+        """Asked vs achieved and why, for the demo's summary (issue 19: a run where the
+        simulator could not keep up must say so, not print its limit as robolake's)."""
+        asked = f"{self.asked_mb_per_s:.1f} MB/s" if self.asked_mb_per_s > 0 else "unpaced"
+        share = self.mb_per_s / self.asked_mb_per_s if self.asked_mb_per_s > 0 else 1.0
+        time_split = (
+            f"capture points spent {self.generate_s:.0f} s generating episodes and "
+            f"{self.upload_s:.0f} s uploading; {self.episodes_behind} episodes started late, "
+            f"{self.behind_s:.0f} s in all; the simulator used {self.simulator_cpu_s:.0f} CPU s"
+        )
+        verdict = {
+            "met": "the asked load was met",
+            "simulator": "the SIMULATOR could not keep up (generating episodes took longer than "
+            "uploading them): the achieved figure is its limit, not robolake's",
+            "system": "robolake (or the machine it shares) could not keep up: uploads took "
+            "longer than the schedule left",
+        }[self.limiter]
+        return (
+            f"asked {asked}, achieved {self.mb_per_s:.1f} MB/s ({share:.0%}): {verdict}; "
+            f"{time_split}"
+        )
+
     def to_json(self, *, with_ledger: bool = False) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "ledger"}
         data["mb_per_s"] = round(self.mb_per_s, 2)
+        data["limiter"] = self.limiter
         if with_ledger:
             data["ledger"] = self.ledger
         return data
@@ -108,11 +151,20 @@ class SimulationResult:
                 f"  chunks          {self.chunks}",
                 f"  data            {self.bytes / 1e9:.3f} GB in {self.seconds:.1f} s = "
                 f"{self.mb_per_s:.1f} MB/s",
+                f"  load            {self.load_line()}",
                 f"  ack latency     p50 {self.ack_p50_ms:.0f} ms, p99 {self.ack_p99_ms:.0f} ms",
                 f"  retries         {self.retries}",
                 f"  errors by kind  {errors}",
             ]
         )
+
+
+#: Who set a run's pace (:attr:`SimulationResult.limiter`).
+Limiter = Literal["met", "simulator", "system"]
+#: Share of the asked rate that counts as met.
+MET_SHARE: Final = 0.9
+#: An episode that starts more than this after its schedule counts as late (seconds).
+LATE_S: Final = 1.0
 
 
 class ByteBudget:
@@ -214,6 +266,8 @@ async def simulate(config: SimulationConfig, *, out: TextIO = sys.stderr) -> Sim
     progress = _Progress(out, config.capture_points, config.duration_s)
     rng = random.Random(config.seed)
     counts = {"started": 0, "completed": 0, "failed": 0}
+    spent = {"generate": 0.0, "upload": 0.0, "behind": 0.0, "behind_n": 0.0}
+    cpu_began = time.process_time()
     active: set[str] = set()
     failures: Counter[str] = Counter()
     began = time.monotonic()
@@ -243,18 +297,25 @@ async def simulate(config: SimulationConfig, *, out: TextIO = sys.stderr) -> Sim
             first_start = rng.random() * min(config.duration_s * 0.5, interval)
             await asyncio.sleep(first_start)
             episode_no = 0
+            scheduled = time.monotonic()
             while time.monotonic() < stop_at:
                 episode_began = time.monotonic()
+                if episode_no and episode_began - scheduled > LATE_S:
+                    spent["behind"] += episode_began - scheduled
+                    spent["behind_n"] += 1
                 spec = _spec(
                     config, index, episode_no, device_id, capture_point, scene,
                     rng.choice(TASKS[scene]),
                 )  # fmt: skip
                 episode = await asyncio.to_thread(generate_episode, spec)
+                generated = time.monotonic()
+                spent["generate"] += generated - episode_began
                 size = sum(t.nbytes for t in episode.streams.values())
                 await budget.take(size)
                 if time.monotonic() >= stop_at:
                     break  # the budget wait ran past the end of the run
                 counts["started"] += 1
+                uploading = time.monotonic()
                 try:
                     recorder = await client.open_episode(episode.manifest_bytes())
                     for name, table in episode.streams.items():
@@ -265,12 +326,17 @@ async def simulate(config: SimulationConfig, *, out: TextIO = sys.stderr) -> Sim
                     failures[type(exc).__name__] += 1
                     log.warning("device %s: episode failed: %s", device_id, exc)
                     return
+                finally:
+                    spent["upload"] += time.monotonic() - uploading
                 counts["completed"] += 1
                 if outcome.rejected:
                     failures["rejected_chunks"] += len(outcome.rejected)
                 active.add(capture_point)
                 episode_no += 1
-                pause = interval * (0.75 + 0.5 * rng.random()) - (time.monotonic() - episode_began)
+                # The next episode is due one (jittered) interval after this one began: later
+                # than that, the device is behind its schedule.
+                scheduled = episode_began + interval * (0.75 + 0.5 * rng.random())
+                pause = scheduled - time.monotonic()
                 await asyncio.sleep(max(0.0, min(pause, stop_at - time.monotonic())))
 
         async def report() -> None:
@@ -310,6 +376,12 @@ async def simulate(config: SimulationConfig, *, out: TextIO = sys.stderr) -> Sim
         ack_p99_ms=p99 * 1000,
         failed_episodes=counts["failed"],
         ledger=list(stats.ledger or []),
+        asked_mb_per_s=config.rate_mb_s,
+        generate_s=spent["generate"],
+        upload_s=spent["upload"],
+        episodes_behind=int(spent["behind_n"]),
+        behind_s=spent["behind"],
+        simulator_cpu_s=time.process_time() - cpu_began,
     )
 
 
