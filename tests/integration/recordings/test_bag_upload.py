@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 from pipeline_harness import Pipeline
 
+from fixtures.arm_bag import ARM_BAG as BAG
+from fixtures.arm_bag import EXPECTED, FIELDS
 from robolake.capture.spool import Spool
 from robolake.dataset.audit import audit_chunks
 from robolake.dataset.episodes import read_index
@@ -31,15 +33,6 @@ from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
 from robolake.recordings import prepare
 
-BAG = Path(__file__).resolve().parents[2] / "fixtures" / "ros2" / "arm.mcap"
-FIELDS = {
-    "device_id": "rig-7",
-    "capture_point_id": "lab-3",
-    "robot_type": "ur5e",
-    "scene": "lab",
-    "task": "pick up the red cup",
-    "operator": "op-42",
-}
 FLAGS = {
     "device_id": "--device-id",
     "capture_point_id": "--capture-point",
@@ -47,15 +40,6 @@ FLAGS = {
     "scene": "--scene",
     "task": "--task",
     "operator": "--operator",
-}
-#: stream -> (stream type, rows): what tests/fixtures/ros2/make_bags.py wrote into arm.mcap.
-EXPECTED = {
-    "joint_states": ("joint_state", 100),
-    "imu_data": ("imu", 200),
-    "camera_color_image_raw": ("image", 10),
-    "camera_color_image_raw_compressed": ("image", 10),
-    "ee_pose": ("pose", 50),
-    "instruction": ("event", 3),
 }
 
 

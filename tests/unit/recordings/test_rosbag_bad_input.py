@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from PIL import Image as PILImage
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from fixtures.arm_bag import FIELDS, converted_rows
+from fixtures.arm_bag import ROS2 as FIXTURES
 from robolake import cli
 from robolake.capture.spool import Spool
 from robolake.episode.chunks import split_into_chunks, validate_chunk
@@ -28,15 +29,6 @@ from robolake.episode.manifest import parse_manifest
 from robolake.recordings import MappingError, RecordingError, UnsupportedMessage, prepare
 from robolake.recordings.mapping import parse_mapping
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ros2"
-FIELDS: dict[str, Any] = {
-    "device_id": "rig-7",
-    "capture_point_id": "lab-3",
-    "robot_type": "ur5e",
-    "scene": "lab",
-    "task": "pick up the red cup",
-    "operator": "op-42",
-}
 T0 = 1_772_357_400 * 1_000_000_000
 STORE = get_typestore(Stores.ROS2_JAZZY)
 GRIPPER = "acme_msgs/msg/GripperState"
@@ -92,13 +84,6 @@ def _joint(ns: int, names: Sequence[str] = ("a", "b"), stamp: int | None = None)
 
 def _gripper() -> object:
     return T[GRIPPER](opening=0.04, grasped=False)
-
-
-def _rows(recording: Any) -> dict[str, pa.Table]:
-    parts: dict[str, list[pa.Table]] = {}
-    for stream, table in recording.batches():
-        parts.setdefault(stream, []).append(table)
-    return {k: pa.concat_tables(v) for k, v in parts.items()}
 
 
 RNG = np.random.default_rng(7)
@@ -204,7 +189,7 @@ def test_raw_encodings_become_the_contracts_image_and_depth_rows(tmp_path: Path)
     )
     recording = prepare(bag, fields=FIELDS)
     manifest = parse_manifest(recording.manifest)
-    rows = _rows(recording)
+    rows = converted_rows(recording)
     types = {d.name: d.stream_type.name for d in manifest.streams}
     assert types == {
         "bgr_image_raw": "image",
@@ -247,7 +232,7 @@ def test_row_padding_is_dropped_from_raw_frames(tmp_path: Path) -> None:
         data=padded.reshape(-1),
     )
     recording = prepare(_write(tmp_path / "bag", [("/cam/image_raw", T0, msg)]), fields=FIELDS)
-    assert _rows(recording)["cam_image_raw"]["data"][0].as_py() == RGB.tobytes()
+    assert converted_rows(recording)["cam_image_raw"]["data"][0].as_py() == RGB.tobytes()
 
 
 def test_compressed_bytes_that_are_no_jpeg_or_png_are_refused(tmp_path: Path) -> None:
@@ -339,7 +324,7 @@ def test_a_mapping_renames_ignores_and_picks_the_clock(tmp_path: Path) -> None:
     assert reasons["/imu/data"] == "ignored by the mapping file"
     assert reasons["/ee_pose"] == "not in the mapping file (map_defaults: false)"
     assert report["mapped_topics_not_in_bag"] == ["/not/recorded"]
-    rows = _rows(recording)
+    rows = converted_rows(recording)
     # make_bags.py logs each joint sample 0.15 ms after its stamp: log_time is what we got
     assert rows["arm_joints"]["t_ns"][0].as_py() == 1_772_357_400 * 10**9 + 150_000
     assert set(rows["said"]["kind"].to_pylist()) == {"instruction"}
@@ -351,7 +336,7 @@ def test_a_zero_header_stamp_falls_back_to_log_time(tmp_path: Path) -> None:
         [("/joints", T0 + 1000 * i, _joint(T0 + 1000 * i, stamp=0)) for i in range(3)],
     )
     recording = prepare(bag, fields=FIELDS)
-    assert _rows(recording)["joints"]["t_ns"].to_pylist() == [T0, T0 + 1000, T0 + 2000]
+    assert converted_rows(recording)["joints"]["t_ns"].to_pylist() == [T0, T0 + 1000, T0 + 2000]
     assert recording.report()["streams"]["joints"]["log_time_rows"] == 3
 
 

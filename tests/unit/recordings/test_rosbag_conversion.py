@@ -6,42 +6,18 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from fixtures.arm_bag import EXPECTED, FIELDS, converted_rows
+from fixtures.arm_bag import ROS2 as FIXTURES
 from robolake.episode.chunks import split_into_chunks, validate_chunk
 from robolake.episode.ids import is_owned_by, parse_timestamp_ns
 from robolake.episode.manifest import parse_manifest
 from robolake.recordings import CorruptRecording, RecordingError, prepare
 from robolake.recordings.rosbag import locate_mcap_damage
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ros2"
-FIELDS: dict[str, Any] = {
-    "device_id": "rig-7",
-    "capture_point_id": "lab-3",
-    "robot_type": "ur5e",
-    "scene": "lab",
-    "task": "pick up the red cup",
-    "operator": "op-42",
-}
-EXPECTED = {  # stream -> (type, rows), from make_bags.py's defaults
-    "joint_states": ("joint_state", 100),
-    "imu_data": ("imu", 200),
-    "camera_color_image_raw": ("image", 10),
-    "camera_color_image_raw_compressed": ("image", 10),
-    "ee_pose": ("pose", 50),
-    "instruction": ("event", 3),
-}
-
-
-def _rows(recording: Any, skip: dict[str, int] | None = None) -> dict[str, pa.Table]:
-    parts: dict[str, list[pa.Table]] = {}
-    for stream, table in recording.batches(skip):
-        parts.setdefault(stream, []).append(table)
-    return {k: pa.concat_tables(v) for k, v in parts.items()}
 
 
 @pytest.mark.parametrize("name", ["arm_bag", "arm.mcap"])
@@ -50,7 +26,7 @@ def test_a_bag_converts_into_chunks_the_contract_accepts(name: str) -> None:
     manifest = parse_manifest(recording.manifest)
     declared = {d.name: (d.stream_type.name, d) for d in manifest.streams}
     assert {k: v[0] for k, v in declared.items()} == {k: v[0] for k, v in EXPECTED.items()}
-    tables = _rows(recording)
+    tables = converted_rows(recording)
     assert {k: t.num_rows for k, t in tables.items()} == {k: v[1] for k, v in EXPECTED.items()}
     for stream, table in tables.items():
         assert pa.compute.all(pa.compute.greater_equal(table["t_ns"][1:], table["t_ns"][:-1]))
@@ -136,8 +112,8 @@ def test_damaged_bytes_inside_a_chunk_name_the_byte(tmp_path: Path) -> None:
 
 def test_resuming_skips_the_rows_already_spooled() -> None:
     recording = prepare(FIXTURES / "arm.mcap", fields=FIELDS)
-    full = _rows(recording)["joint_states"]
-    rest = _rows(recording, {"joint_states": 30, "instruction": 3})
+    full = converted_rows(recording)["joint_states"]
+    rest = converted_rows(recording, {"joint_states": 30, "instruction": 3})
     assert rest["joint_states"].num_rows == 70
     assert rest["joint_states"]["t_ns"][0] == full["t_ns"][30]
     assert "instruction" not in rest
