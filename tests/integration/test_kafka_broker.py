@@ -11,6 +11,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import CHUNK_TOPIC, DEAD_LETTER_TOPIC, MAX_RECORD_BYTES
+from robolake.kafka.librdkafka import librdkafka_producer
+from robolake.kafka.producer import DurableProducer, ProducerConfig, aiokafka_producer
 from robolake.provision import ensure_topics, robolake_topics
 
 
@@ -90,3 +92,39 @@ async def test_robolake_topics_exist_with_record_size_and_ensure_is_idempotent(
         assert len(partitions[0]["partitions"]) == specs[0].partitions
     finally:
         await admin.close()
+
+
+async def test_both_producer_clients_store_the_same_record_on_the_same_partition(
+    stack_endpoints: Endpoints, kafka_topic: str
+) -> None:
+    """librdkafka (the collector's default) and aiokafka (the writer's, ``--producer aiokafka``)
+    through robolake's DurableProducer: a maximal record round-trips with key and headers, and
+    every key lands on the partition the other client picks, so an episode's records share a
+    partition whichever collector produced them."""
+    big = os.urandom(MAX_RECORD_BYTES - 64 * 1024)
+    headers = [("episode_id", b"0190f0e6-0000-7000-8000-000000000002"), ("kind", b"chunk")]
+    keys = [f"episode-{i}".encode() for i in range(24)]
+    cfg = ProducerConfig(
+        bootstrap=stack_endpoints.kafka_bootstrap, client_id="t", max_batch_size=1 << 20
+    )
+    for factory in (librdkafka_producer, aiokafka_producer):
+        async with DurableProducer(cfg, factory=factory) as producer:
+            assert await producer.ping()
+            await producer.send(kafka_topic, big, key=b"big", headers=headers)
+            for key in keys:
+                await producer.send(kafka_topic, key, key=key, headers=headers)
+    messages = await _consume(stack_endpoints.kafka_bootstrap, kafka_topic, 2 * (len(keys) + 1))
+    partitions: dict[bytes, set[int]] = {}
+    bigs = 0
+    for message in messages:
+        assert list(message.headers) == headers  # type: ignore[attr-defined]
+        partitions.setdefault(message.key, set()).add(message.partition)  # type: ignore[attr-defined]
+        if message.key == b"big":  # type: ignore[attr-defined]
+            assert message.value == big  # type: ignore[attr-defined]
+            bigs += 1
+        else:
+            assert message.value == message.key  # type: ignore[attr-defined]
+    assert bigs == 2
+    assert set(partitions) == {b"big", *keys}
+    assert all(len(found) == 1 for found in partitions.values()), partitions
+    assert len({p for found in partitions.values() for p in found}) > 1  # keys did spread

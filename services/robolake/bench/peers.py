@@ -60,6 +60,7 @@ from robolake.bench.harness import (
     quantile,
 )
 from robolake.bench.writer import Prefill, prefill, writer_load
+from robolake.collector.settings import PRODUCERS
 from robolake.dataset.audit import ChunkAudit, audit_chunks
 from robolake.endpoints import Endpoints
 from robolake.episode.topics import MAX_RECORD_BYTES
@@ -335,14 +336,21 @@ COLUMNS: Final = (
 )
 
 
+def robolake_system(producer: str, producers: tuple[str, ...]) -> str:
+    """The table's name for the collector run with ``producer``: the first is "robolake"."""
+    return "robolake" if producer == producers[0] else f"robolake ({producer})"
+
+
 def table(figures: Iterable[PathFigures]) -> list[dict[str, Any]]:
-    """Rows: per path, robolake, Benthos, then robolake/Benthos of every column."""
+    """Rows: per path, robolake (and its variants), Benthos, then robolake/Benthos of every
+    column for each robolake row."""
     by_path: dict[str, dict[str, PathFigures]] = {}
     for figure in figures:
         by_path.setdefault(figure.path, {})[figure.system] = figure
     rows: list[dict[str, Any]] = []
     for path, systems in by_path.items():
-        for system in ("robolake", "Benthos"):
+        ours_names = [name for name in systems if name.startswith("robolake")]
+        for system in (*ours_names, "Benthos"):
             if system in systems:
                 f = systems[system]
                 row: dict[str, Any] = {"path": path, "system": system}
@@ -352,9 +360,11 @@ def table(figures: Iterable[PathFigures]) -> list[dict[str, Any]]:
                 row["records offered"] = f.records_offered
                 row["records stored"] = f.records_stored
                 rows.append(row)
-        if {"robolake", "Benthos"} <= systems.keys():
-            ours, theirs = systems["robolake"], systems["Benthos"]
-            ratio: dict[str, Any] = {"path": path, "system": "robolake/Benthos"}
+        if "Benthos" not in systems:
+            continue
+        for name in ours_names:
+            ours, theirs = systems[name], systems["Benthos"]
+            ratio: dict[str, Any] = {"path": path, "system": f"{name}/Benthos"}
             for label, attribute, _ in COLUMNS:
                 value = _ratio(getattr(ours, attribute), getattr(theirs, attribute))
                 ratio[label] = None if value is None else round(value, 3)
@@ -482,6 +492,9 @@ class Plan:
     #: .txt and writer.svg / .txt there (Benthos is not). Their figures then carry the
     #: samplers' load on the same cores: the profile's run is not the table's.
     profile: str | None = None
+    #: The collector's Kafka clients to measure, each a row (``--producers``); the first is the
+    #: table's "robolake", the others "robolake (<client>)".
+    producers: tuple[str, ...] = ("librdkafka",)
 
     @property
     def profile_dir(self) -> Path | None:
@@ -561,41 +574,48 @@ async def http_paths(
     spec = {"max.message.bytes": str(MAX_RECORD_BYTES)}
     figures = []
 
-    topic = f"bench-peers-collector-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(bootstrap, [TopicSpec(topic, HTTP_PARTITIONS, spec)])
-    port = free_port()
-    say(f"robolake collector (1 process, uvloop): {plan.devices} clients, {plan.seconds:g} s")
-    collector = Service.start(
-        ["collector", "--port", str(port), "--device-rate", "0", "--event-loop", "uvloop"],
-        # One process: the collector's workers default to the cores where --workers exists.
-        {**bench_env(endpoints, topic, devices_file), "ROBOLAKE_COLLECTOR_WORKERS": "1"},
-        workdir / "peers-collector.log",
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        await collector.ready(f"{base}/readyz")
-        if plan.profile_dir is not None:  # from the load on: start-up is not the profile's
-            collector.process.profile(plan.profile_dir / "collector")
-        cpu, rss, elapsed, tally = await _http_run(
-            "robolake", collector, base, tokens, plan, register=True, accepted=(201,)
+    for producer in plan.producers:
+        system = robolake_system(producer, plan.producers)
+        topic = f"bench-peers-collector-{uuid.uuid4().hex[:8]}"
+        await ensure_topics(bootstrap, [TopicSpec(topic, HTTP_PARTITIONS, spec)])
+        port = free_port()
+        say(
+            f"robolake collector (1 process, uvloop, {producer}): {plan.devices} clients, "
+            f"{plan.seconds:g} s"
         )
-        await collector.stop()
-        records = sum((await _end_offsets(bootstrap, topic, HTTP_PARTITIONS)).values())
-        # Each device registered one episode: one manifest record each, besides its chunks.
-        check_http_accounting(
-            "robolake collector",
-            acknowledged=len(tally.latencies),
-            refused=tally.errors,
-            stored=records,
-            overhead=plan.devices,
-        )
-        stored = kafka_log_bytes(kafka_data, topic)
-        figures.append(
-            _http_figures("robolake", tally, elapsed, cpu, rss, stored, records - plan.devices)
-        )
-    finally:
-        await collector.stop()
-        await _delete_topics(bootstrap, [topic])
+        collector = Service.start(
+            ["collector", "--port", str(port), "--device-rate", "0", "--event-loop", "uvloop",
+             "--producer", producer],
+            # One process: the collector's workers default to the cores where --workers exists.
+            {**bench_env(endpoints, topic, devices_file), "ROBOLAKE_COLLECTOR_WORKERS": "1"},
+            workdir / f"peers-collector-{producer}.log",
+        )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await collector.ready(f"{base}/readyz")
+            if plan.profile_dir is not None and system == "robolake":
+                # From the load on: start-up is not the profile's.
+                collector.process.profile(plan.profile_dir / "collector")
+            cpu, rss, elapsed, tally = await _http_run(
+                system, collector, base, tokens, plan, register=True, accepted=(201,)
+            )
+            await collector.stop()
+            records = sum((await _end_offsets(bootstrap, topic, HTTP_PARTITIONS)).values())
+            # Each device registered one episode: one manifest record each, besides its chunks.
+            check_http_accounting(
+                f"robolake collector ({producer})",
+                acknowledged=len(tally.latencies),
+                refused=tally.errors,
+                stored=records,
+                overhead=plan.devices,
+            )
+            stored = kafka_log_bytes(kafka_data, topic)
+            figures.append(
+                _http_figures(system, tally, elapsed, cpu, rss, stored, records - plan.devices)
+            )
+        finally:
+            await collector.stop()
+            await _delete_topics(bootstrap, [topic])
 
     topic = f"bench-peers-benthos-{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, [TopicSpec(topic, HTTP_PARTITIONS, spec)])
@@ -875,8 +895,18 @@ def main(argv: list[str] | None = None) -> int:
         help="sample the robolake collector and writer with py-spy into DIR/{collector,writer}"
         ".{svg,txt} (flame graph, collapsed stacks)",
     )
+    parser.add_argument(
+        "--producers",
+        default=",".join(Plan.producers),
+        help="the collector's Kafka clients to measure, comma-separated, first = the table's "
+        "robolake row (e.g. librdkafka,aiokafka for before/after; default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    producers = tuple(name.strip() for name in args.producers.split(",") if name.strip())
+    if not producers or not set(producers) <= set(PRODUCERS):
+        parser.error(f"--producers: expected names among {', '.join(PRODUCERS)}")
     plan = Plan(
+        producers=producers,
         seconds=args.seconds,
         budget_bytes=int(args.budget_gb * 1e9),
         drain_bytes=args.drain_mb * 1_000_000,

@@ -333,7 +333,9 @@ class Collector:
             identity, length if length is not None else limit
         )
         try:
-            body = await self._read_body(request, limit, "chunk_too_large")
+            # Immutable bytes at once: the buffer read into is dropped here, and librdkafka's
+            # produce() takes read-only buffers only, so this is the body's one copy.
+            body = bytes(await self._read_body(request, limit, "chunk_too_large"))
             digest = verify_checksum(body, declared)
             chunk = validate_chunk(body, manifest, stream, limits=self.limits)
             record = chunk_record(manifest, stream, seq, body, digest=digest)

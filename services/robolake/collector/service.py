@@ -21,11 +21,11 @@ from robolake.collector.errors import CollectorError
 from robolake.collector.metrics import CollectorMetrics
 from robolake.collector.protocol import CollectorRunner
 from robolake.collector.settings import CollectorSettings
-from robolake.collector.sink import KafkaSink
+from robolake.collector.sink import PRODUCER_FACTORIES, KafkaSink
 from robolake.collector.workers import WorkerRole
 from robolake.devices.registry import DeviceRegistry
 from robolake.endpoints import Endpoints
-from robolake.kafka.producer import ProducerFactory, aiokafka_producer, start_when_reachable
+from robolake.kafka.producer import ProducerFactory, start_when_reachable
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,12 @@ async def serve(
     endpoints: Endpoints,
     *,
     stop: asyncio.Event | None = None,
-    producer_factory: ProducerFactory = aiokafka_producer,
+    producer_factory: ProducerFactory | None = None,
     worker: WorkerRole | None = None,
 ) -> None:
     """Run one collector until SIGTERM/SIGINT (or ``stop``), then drain and return.
 
+    ``producer_factory``: the Kafka client (tests inject one); else ``settings.producer``'s.
     ``worker``: this process is one of the workers of a master (``collector/workers.py``); its
     metrics go to the master's directory and ``/metrics`` serves every worker's.
 
@@ -80,7 +81,7 @@ async def serve(
             endpoints.kafka_bootstrap,
             metrics=metrics,
             send_timeout=settings.send_timeout,
-            factory=producer_factory,
+            factory=producer_factory or PRODUCER_FACTORIES[settings.producer],
         )
         stack.push_async_callback(sink.stop)
         if not await start_when_reachable(sink, stop):
@@ -121,13 +122,14 @@ async def serve(
         stack.push_async_callback(_drain, collector, metrics, settings.drain_seconds)
         metrics.ready.set(1)
         log.info(
-            "collector listening on %s://%s:%d%s (Kafka %s, topic %s)%s",
+            "collector listening on %s://%s:%d%s (Kafka %s, topic %s, producer %s)%s",
             "https" if ssl_context else "http",
             settings.host,
             settings.port,
             " with SO_REUSEPORT" if settings.reuse_port else "",
             endpoints.kafka_bootstrap,
             collector.topic,
+            settings.producer if producer_factory is None else "injected",
             "" if worker is None else f": worker={worker.index} master={worker.master_pid}",
         )
         await stop.wait()

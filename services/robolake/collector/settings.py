@@ -16,6 +16,9 @@ ENV_TICKET_KEY: Final = "ROBOLAKE_TICKET_KEY"
 ENV_CHUNK_TOPIC: Final = "ROBOLAKE_CHUNK_TOPIC"
 ENV_REUSE_PORT: Final = "ROBOLAKE_COLLECTOR_REUSE_PORT"
 ENV_WORKERS: Final = "ROBOLAKE_COLLECTOR_WORKERS"
+ENV_PRODUCER: Final = "ROBOLAKE_COLLECTOR_PRODUCER"
+#: The Kafka clients the collector can produce with (collector/sink.py maps them to factories).
+PRODUCERS: Final = ("librdkafka", "aiokafka")
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
@@ -63,6 +66,10 @@ class CollectorSettings:
     #: starts a master that runs them on the shared port (``collector/workers.py``). The CLI
     #: defaults to :func:`available_cores`; one collector object is always one process.
     workers: int = 1
+    #: Which Kafka client produces (``--producer``): librdkafka (confluent-kafka) by default,
+    #: since it spends about half aiokafka's CPU per byte on ~1 MiB records (docs/performance.md);
+    #: aiokafka stays selectable, the writer's client, for comparison and as a fallback.
+    producer: str = "librdkafka"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CollectorSettings:
@@ -92,6 +99,7 @@ class CollectorSettings:
                 _env_flag(ENV_REUSE_PORT) if args.reuse_port is None else bool(args.reuse_port)
             ),
             workers=_workers(args.workers),
+            producer=_producer(args.producer),
         )
 
 
@@ -118,6 +126,13 @@ def _workers(flag: int | None) -> int:
     if count < 1:
         raise CollectorError(f"{source} {count}: expected a whole number >= 1 (1 = no master)")
     return count
+
+
+def _producer(name: str) -> str:
+    """``--producer`` is checked by argparse; the same value from the environment is not."""
+    if name not in PRODUCERS:
+        raise CollectorError(f"{ENV_PRODUCER}={name!r}: expected one of {', '.join(PRODUCERS)}")
+    return name
 
 
 def _env_int(name: str, default: int) -> int:
@@ -195,6 +210,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the kernel spreads connections among them (e.g. one process per core); /metrics and "
         "/readyz on the shared port then answer for one process only "
         f"(env {ENV_REUSE_PORT}=1, default off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--producer", choices=PRODUCERS,
+        default=os.environ.get(ENV_PRODUCER, CollectorSettings.producer),
+        help="Kafka client that produces the records: librdkafka (confluent-kafka; C threads do "
+        "the batching and framing) or aiokafka (pure Python, about twice the CPU per byte) "
+        f"(env {ENV_PRODUCER}, default {CollectorSettings.producer})",
     )  # fmt: skip
     parser.add_argument(
         "--workers", type=int, default=None, metavar="N",

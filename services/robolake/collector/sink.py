@@ -4,8 +4,10 @@ The app depends only on :class:`RecordSink`; tests of pure logic can hand it an 
 while the integration tests use :class:`KafkaSink` against the real broker. A successful
 :meth:`RecordSink.send` means the record is durable (``acks=all``, idempotent producer); any
 failure raises :class:`~robolake.collector.errors.KafkaUnavailable` so the HTTP edge answers 503
-and the device retries. The producer's lifecycle -- bounded start, renewal after a fatal error,
-stop -- is :class:`robolake.kafka.producer.DurableProducer`'s, shared with the writer.
+and the device retries. The Kafka client is librdkafka's by default (``--producer``; measured
+in docs/performance.md), aiokafka's on request. The producer's lifecycle -- bounded start,
+renewal after a fatal error, stop -- is :class:`robolake.kafka.producer.DurableProducer`'s,
+shared with the writer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Final, Protocol
 from robolake.collector.errors import KafkaUnavailable
 from robolake.collector.metrics import CollectorMetrics
 from robolake.kafka.errors import KafkaClientError
+from robolake.kafka.librdkafka import librdkafka_producer
 from robolake.kafka.producer import (
     AsyncLifecycle,
     DurableProducer,
@@ -47,6 +50,12 @@ class RecordSink(Protocol):
         ...
 
 
+#: ``--producer`` names (collector/settings.py's PRODUCERS) to the clients that make producers.
+PRODUCER_FACTORIES: Final[dict[str, ProducerFactory]] = {
+    "librdkafka": librdkafka_producer,
+    "aiokafka": aiokafka_producer,
+}
+
 #: The collector's producer settings (the bench's producer sweep reads them from here).
 LINGER_MS: Final = 0
 MAX_BATCH_BYTES: Final = 1024 * 1024
@@ -68,7 +77,7 @@ class KafkaSink(AsyncLifecycle):
         send_timeout: float = 15.0,
         linger_ms: int = LINGER_MS,
         max_batch_size: int = MAX_BATCH_BYTES,
-        factory: ProducerFactory = aiokafka_producer,
+        factory: ProducerFactory = librdkafka_producer,
     ) -> None:
         self._metrics = metrics
         self.producer = DurableProducer(

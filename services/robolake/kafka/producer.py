@@ -54,7 +54,8 @@ Headers = Sequence[tuple[str, bytes]]
 
 #: Errors after which an idempotent producer cannot go on: its sequence numbers or producer id
 #: no longer match the broker's (e.g. a broker restart lost in-flight batches). Only a fresh
-#: producer, with a new producer id, gets past them.
+#: producer, with a new producer id, gets past them. Another client's errors say so themselves
+#: with ``fatal = True`` (librdkafka's, robolake.kafka.librdkafka).
 FATAL_PRODUCER_ERRORS: Final = (
     OutOfOrderSequenceNumber,
     UnknownProducerId,
@@ -281,7 +282,7 @@ class DurableProducer(AsyncLifecycle):
             async with asyncio.timeout(self.config.send_timeout_s):
                 await client.send_and_wait(topic, value, key=key, headers=list(headers))
         except (KafkaError, TimeoutError) as exc:
-            fatal = isinstance(exc, FATAL_PRODUCER_ERRORS)
+            fatal = isinstance(exc, FATAL_PRODUCER_ERRORS) or getattr(exc, "fatal", False) is True
             if fatal:
                 await self._renew(client)
             raise NotAcknowledged(

@@ -20,6 +20,7 @@ from robolake.bench.peers import (
     kafka_log_bytes,
     kafka_to_s3_config,
     render,
+    robolake_system,
     table,
 )
 from robolake.dataset.audit import ChunkAudit
@@ -60,6 +61,26 @@ def test_table_has_both_systems_and_their_ratios() -> None:
     assert "| 1.010 |" in text
     assert "1,900" in text
     json.dumps(rows)  # the docs' JSON
+
+
+def test_each_collector_client_gets_its_row_and_ratio() -> None:
+    rows = table(
+        [
+            _figures("robolake", 90.0, 10.0, 2_000_000_000),
+            _figures(robolake_system("aiokafka", ("librdkafka", "aiokafka")), 60.0, 16.0, 1),
+            _figures("Benthos", 150.0, 4.0, 2_000_000_000),
+        ]
+    )
+    assert [r["system"] for r in rows] == [
+        "robolake",
+        "robolake (aiokafka)",
+        "Benthos",
+        "robolake/Benthos",
+        "robolake (aiokafka)/Benthos",
+    ]
+    assert rows[3]["CPU s/GB"] == 2.5
+    assert rows[4]["CPU s/GB"] == 4.0
+    assert robolake_system("librdkafka", ("librdkafka", "aiokafka")) == "robolake"
 
 
 def test_a_drain_has_no_latency_and_no_ratio_without_a_peer() -> None:

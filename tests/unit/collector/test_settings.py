@@ -1,4 +1,4 @@
-"""The collector's flags and environment variables: ``--reuse-port``."""
+"""The collector's flags and environment variables: ``--reuse-port``, ``--producer``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import argparse
 import pytest
 
 from robolake.collector.errors import CollectorError
-from robolake.collector.settings import ENV_REUSE_PORT, CollectorSettings, add_arguments
+from robolake.collector.settings import (
+    ENV_PRODUCER,
+    ENV_REUSE_PORT,
+    PRODUCERS,
+    CollectorSettings,
+    add_arguments,
+)
+from robolake.collector.sink import PRODUCER_FACTORIES
 
 
 def _settings(argv: list[str]) -> CollectorSettings:
@@ -53,3 +60,23 @@ def test_a_malformed_environment_value_is_a_clear_error(monkeypatch: pytest.Monk
     monkeypatch.setenv(ENV_REUSE_PORT, "maybe")
     with pytest.raises(CollectorError, match=ENV_REUSE_PORT):
         _settings([])
+
+
+def test_the_producer_is_librdkafka_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_PRODUCER, raising=False)
+    assert _settings([]).producer == "librdkafka"
+    assert _settings(["--producer", "aiokafka"]).producer == "aiokafka"
+    monkeypatch.setenv(ENV_PRODUCER, "aiokafka")
+    assert _settings([]).producer == "aiokafka"
+
+
+def test_an_unknown_producer_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV_PRODUCER, "kafka-python")
+    with pytest.raises(CollectorError, match="ROBOLAKE_COLLECTOR_PRODUCER='kafka-python'"):
+        _settings([])
+
+
+def test_every_producer_name_has_a_client() -> None:
+    assert set(PRODUCER_FACTORIES) == set(PRODUCERS)
