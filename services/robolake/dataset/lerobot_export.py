@@ -23,7 +23,8 @@ Statistics follow :mod:`robolake.dataset.feature_stats`: per episode from its fr
 exactly for count/min/max/mean/std, and quantiles recomputed from all frames (re-read from the
 written data files one column at a time), never averaged. Camera statistics are per channel over
 pixels (scaled to [0, 1]) of up to ``image_stat_frames`` evenly spaced, downsampled frames per
-episode.
+episode, stored channel-first (3, 1, 1) -- except ``count``, which is shape (1,) for every
+feature, as LeRobot's ``lerobot-edit-dataset`` requires.
 """
 
 from __future__ import annotations
@@ -320,8 +321,8 @@ class _Builder:
         for feature in self.features:
             if feature.kind == "video":
                 stats = self.stats[feature.key][-1]
-                row.update({f"stats/{feature.key}/{name}": _channel_first(value)
-                            for name, value in stats.to_json().items()})  # fmt: skip
+                row.update({f"stats/{feature.key}/{name}": value
+                            for name, value in _image_stats(stats).items()})  # fmt: skip
         row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = 0, 0
         row["robolake/episode_id"] = episode.episode_id
         row["robolake/scene"] = episode.scene
@@ -396,7 +397,7 @@ class _Builder:
             feature = next((f for f in self.features if f.key == key), None)
             if feature is not None and feature.kind == "video":
                 merged = feature_stats.merge(parts, np.concatenate(self.pixels[key]) / 255.0)
-                stats[key] = {k: _channel_first(v) for k, v in merged.to_json().items()}
+                stats[key] = _image_stats(merged)
                 continue
             column = pq.read_table(self.data_files, columns=[key])[key].combine_chunks()
             width = feature.shape[0] if feature is not None else 1
@@ -434,9 +435,15 @@ class _Builder:
                                tuple(features))  # fmt: skip
 
 
-def _channel_first(values: list[Any]) -> list[Any]:
-    """Per-channel values as LeRobot stores image stats: shape (channels, 1, 1)."""
-    return [[[v]] for v in values]
+def _image_stats(stats: feature_stats.FeatureStats) -> dict[str, Any]:
+    """A camera's statistics as LeRobot stores them: per-channel values channel-first, shape
+    (channels, 1, 1), so they broadcast over (channels, height, width) frames -- but ``count``
+    shape (1,) like every feature's: it counts frames, it has no channels, and LeRobot's
+    aggregation and merge (``lerobot-edit-dataset``) refuse any other shape."""
+    return {
+        name: value if name == "count" else [[[v]] for v in value]
+        for name, value in stats.to_json().items()
+    }
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
