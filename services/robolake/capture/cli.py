@@ -16,10 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robolake.capture.errors import CaptureError
+from robolake.recordings.hdf5 import is_hdf5
 from robolake.recordings.rosbag import is_bag
 
 if TYPE_CHECKING:
-    from robolake.recordings import Recording
+    from robolake.capture.client import CaptureClient
+    from robolake.recordings import PreparedRecording
 
 ENV_COLLECTOR_URL = "ROBOLAKE_COLLECTOR_URL"
 ENV_DEVICE_TOKEN = "ROBOLAKE_DEVICE_TOKEN"
@@ -34,19 +36,21 @@ def add_parsers(subparsers: Any) -> None:
     """Register ``robolake upload`` and ``robolake simulate``."""
     upload = subparsers.add_parser(
         "upload",
-        help="upload a recorded episode: an episode directory or a ROS 2 bag",
+        help="upload a recorded episode: an episode directory, a ROS 2 bag or an HDF5 file",
         description=(
             "Upload a recorded episode directory: manifest.json (schemas/manifest.v1.schema.json) "
             "and, per declared stream, <stream>.arrow (Arrow IPC stream or file) or "
-            "<stream>.parquet; or a ROS 2 bag (.mcap, .db3 or a rosbag2 directory), converted "
-            "on the device (docs/recordings.md). Chunks are spooled first; if the upload is "
+            "<stream>.parquet; or a ROS 2 bag (.mcap, .db3 or a rosbag2 directory) or an HDF5 "
+            "episode (.hdf5/.h5, ACT or robomimic layout), converted on the device "
+            "(docs/recordings.md). Chunks are spooled first; if the upload is "
             "interrupted, run the command again (or with --resume-only) and it continues where "
             "it stopped."
         ),
     )
     upload.add_argument(
         "path", type=Path, nargs="?",
-        help="episode directory, or a ROS 2 bag: a .mcap/.db3 file or a rosbag2 directory",
+        help="episode directory, a ROS 2 bag (.mcap/.db3 file or rosbag2 directory) or an "
+        "HDF5 episode file (.hdf5/.h5)",
     )  # fmt: skip
     upload.add_argument(
         "--collector", default=os.environ.get(ENV_COLLECTOR_URL, "http://127.0.0.1:8080"),
@@ -65,13 +69,16 @@ def add_parsers(subparsers: Any) -> None:
         help="largest chunk to cut (the collector's limit, default 4 MiB)",
     )  # fmt: skip
     bag = upload.add_argument_group(
-        "ROS 2 bags",
-        "A bag becomes an episode whose id derives from its content and the device, so the "
-        "same bag uploaded again (renamed, from a restarted device) is the same episode, stored "
-        "once. What a bag cannot know comes from these flags or a sidecar JSON file "
-        "(DIR/robolake.json or FILE.robolake.json). See docs/recordings.md.",
+        "ROS 2 bags and HDF5 episodes",
+        "A recording becomes an episode whose id derives from its content and the device, so "
+        "the same file uploaded again (renamed, from a restarted device) is the same episode, "
+        "stored once. What a recording cannot know comes from these flags or a sidecar JSON "
+        "file (DIR/robolake.json or FILE.robolake.json). See docs/recordings.md.",
     )
-    bag.add_argument("--mapping", type=Path, help="topic -> stream mapping file (YAML or JSON)")
+    bag.add_argument(
+        "--mapping", type=Path,
+        help="topic (bag) or dataset (HDF5) -> stream mapping file (YAML or JSON)",
+    )  # fmt: skip
     bag.add_argument("--sidecar", type=Path, help="JSON file with the manifest's other fields")
     bag.add_argument("--device-id", help="this device's id (the token's device)")
     bag.add_argument("--capture-point", dest="capture_point_id", help="capture point id")
@@ -83,6 +90,29 @@ def add_parsers(subparsers: Any) -> None:
     bag.add_argument("--license", help="licence of the recording (with --consent: the rights)")
     bag.add_argument("--consent", choices=("obtained", "not_required"), help="consent status")
     bag.add_argument("--consent-reference", help="where the consent record is kept")
+    hdf5 = upload.add_argument_group(
+        "HDF5 episodes",
+        "ACT/ALOHA files (/observations/qpos, /observations/images/<cam>, /action) and "
+        "robomimic files (data/demo_N, each demo one episode). They hold no timestamps: row i "
+        "is at started-at + i / rate-hz.",
+    )
+    hdf5.add_argument(
+        "--rate-hz", type=float,
+        help="frames per second (default: sidecar, mapping file, robomimic's env_args "
+        "control_freq, else 50 as ACT records)",
+    )  # fmt: skip
+    hdf5.add_argument(
+        "--started-at",
+        help="when the episode began, RFC 3339 (default: sidecar, else the file's modification "
+        "time taken as its end)",
+    )  # fmt: skip
+    hdf5.add_argument(
+        "--joint-names", type=lambda text: [n.strip() for n in text.split(",")],
+        help="comma-separated joint names of qpos/qvel/effort (default: joint_0, joint_1, ...)",
+    )  # fmt: skip
+    hdf5.add_argument(
+        "--demo", type=int, help="upload only robomimic's data/demo_N (default: every demo)"
+    )
     upload.set_defaults(func=_upload)
 
     sim = subparsers.add_parser(
@@ -140,14 +170,16 @@ async def _run_upload(args: argparse.Namespace) -> int:
 
     if not args.token:
         raise CaptureError(f"no device token: pass --token or set {ENV_DEVICE_TOKEN}")
-    recording = None
+    recordings: list[PreparedRecording] = []
     if args.path is not None and not args.resume_only:
         if not args.path.exists():
             raise CaptureError(f"{args.path} does not exist")
+        # Checked whole before anything is registered or spooled: a bad recording leaves
+        # nothing behind (and no half-registered episode) -- docs/recordings.md, "Errors".
         if is_bag(args.path) and not (args.path / "manifest.json").is_file():
-            # Checked whole before anything is registered or spooled: a bad bag leaves nothing
-            # behind (and no half-registered episode) -- docs/recordings.md, "Errors".
-            recording = await asyncio.to_thread(_prepare_recording, args)
+            recordings = [await asyncio.to_thread(_prepare_recording, args)]
+        elif is_hdf5(args.path):
+            recordings = list(await asyncio.to_thread(_prepare_hdf5, args))
     spool = Spool(args.spool, cap_bytes=int(args.spool_cap_gb * 1e9))
     async with aiohttp.ClientSession() as session:
         uploader = Uploader(session, args.collector, args.token)
@@ -159,50 +191,61 @@ async def _run_upload(args: argparse.Namespace) -> int:
                   f"completed={outcome.completed}", file=sys.stderr)  # fmt: skip
         if args.resume_only or args.path is None:
             return 0
-        if recording is not None:
-            manifest = recording.manifest
-            batches: Callable[[Mapping[str, int]], Iterator[tuple[str, pa.Table]]] = (
-                recording.batches
-            )
-        else:
-            manifest_path = args.path / "manifest.json"
-            if not manifest_path.is_file():
-                raise CaptureError(f"{manifest_path} not found: an episode directory needs one")
-            manifest = manifest_path.read_text()
-            batches = functools.partial(_directory_batches, args.path, manifest)
-        recorder = await client.open_episode(manifest)
-        skip = {d.name: recorder.spooled_rows(d.name) for d in recorder.manifest.streams}
-        for name, done in skip.items():
-            if done:
-                print(f"  {name}: {done} rows already spooled, continuing", file=sys.stderr)
-        queued: dict[str, int] = {}
-        rows = iter(batches(skip))
-        # Conversion is CPU work: one batch at a time in a thread, so uploads keep moving.
-        while (item := await asyncio.to_thread(next, rows, None)) is not None:
-            name, table = item
-            await recorder.append(name, table)
-            queued[name] = queued.get(name, 0) + table.num_rows
-        for decl in recorder.manifest.streams:
-            print(f"  {decl.name}: {queued.get(decl.name, 0)} rows queued", file=sys.stderr)
-        outcome = await recorder.close()
-        summary: dict[str, Any] = {
-            "episode_id": outcome.episode_id,
-            "chunks": outcome.chunks,
-            "rejected": outcome.rejected,
-            "completed": outcome.completed,
-        }
-        if recording is not None:
-            summary["recording"] = recording.report()
-            for topic in summary["recording"]["unmapped_topics"]:
-                line = f"{topic['topic']} ({topic['ros_type']}, {topic['messages']} messages)"
-                print(f"  not uploaded: {line}: {topic['reason']}", file=sys.stderr)
-        print(json.dumps(summary))
-        return 0 if not outcome.rejected else 2
+        if recordings:
+            # One report line per episode (a robomimic file holds several), in file order.
+            codes = [await _upload_episode(client, r.manifest, r.batches, r) for r in recordings]
+            return max(codes)
+        manifest_path = args.path / "manifest.json"
+        if not manifest_path.is_file():
+            raise CaptureError(f"{manifest_path} not found: an episode directory needs one")
+        manifest = manifest_path.read_text()
+        batches = functools.partial(_directory_batches, args.path, manifest)
+        return await _upload_episode(client, manifest, batches, None)
 
 
-def _prepare_recording(args: argparse.Namespace) -> Recording:
-    from robolake.recordings import prepare
+async def _upload_episode(
+    client: CaptureClient,
+    manifest: str,
+    batches: Callable[[Mapping[str, int]], Iterator[tuple[str, pa.Table]]],
+    recording: PreparedRecording | None,
+) -> int:
+    """Register (or find spooled), append every batch, complete; print the report line."""
+    recorder = await client.open_episode(manifest)
+    skip = {d.name: recorder.spooled_rows(d.name) for d in recorder.manifest.streams}
+    for name, done in skip.items():
+        if done:
+            print(f"  {name}: {done} rows already spooled, continuing", file=sys.stderr)
+    queued: dict[str, int] = {}
+    rows = iter(batches(skip))
+    # Conversion is CPU work: one batch at a time in a thread, so uploads keep moving.
+    while (item := await asyncio.to_thread(next, rows, None)) is not None:
+        name, table = item
+        await recorder.append(name, table)
+        queued[name] = queued.get(name, 0) + table.num_rows
+    for decl in recorder.manifest.streams:
+        print(f"  {decl.name}: {queued.get(decl.name, 0)} rows queued", file=sys.stderr)
+    outcome = await recorder.close()
+    summary: dict[str, Any] = {
+        "episode_id": outcome.episode_id,
+        "chunks": outcome.chunks,
+        "rejected": outcome.rejected,
+        "completed": outcome.completed,
+    }
+    if recording is not None:
+        summary["recording"] = recording.report()
+        for topic in summary["recording"].get("unmapped_topics", []):
+            line = f"{topic['topic']} ({topic['ros_type']}, {topic['messages']} messages)"
+            print(f"  not uploaded: {line}: {topic['reason']}", file=sys.stderr)
+        for dataset in summary["recording"].get("unmapped_datasets", []):
+            shape = "x".join(str(n) for n in dataset["shape"]) or "scalar"
+            line = f"{dataset['dataset']} ({shape} {dataset['dtype']})"
+            print(f"  not uploaded: {line}: {dataset['reason']}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0 if not outcome.rejected else 2
 
+
+def _manifest_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The manifest fields from the flags (what a recording cannot know)."""
     fields: dict[str, Any] = {
         key: getattr(args, key)
         for key in ("device_id", "capture_point_id", "robot_type", "scene", "task", "operator")
@@ -213,7 +256,33 @@ def _prepare_recording(args: argparse.Namespace) -> Recording:
         if args.consent_reference:
             rights["consent_reference"] = args.consent_reference
         fields["rights"] = rights
-    recording = prepare(args.path, fields=fields, mapping=args.mapping, sidecar=args.sidecar)
+    return fields
+
+
+def _prepare_hdf5(args: argparse.Namespace) -> list[PreparedRecording]:
+    from robolake.recordings import prepare_hdf5
+
+    recordings = prepare_hdf5(
+        args.path,
+        fields=_manifest_fields(args),
+        mapping=args.mapping,
+        sidecar=args.sidecar,
+        demo=args.demo,
+        rate_hz=args.rate_hz,
+        started_at=args.started_at,
+        joint_names=args.joint_names,
+    )
+    for recording in recordings:
+        recording.check_chunk_limit(args.max_chunk_bytes)
+    return list(recordings)
+
+
+def _prepare_recording(args: argparse.Namespace) -> PreparedRecording:
+    from robolake.recordings import prepare
+
+    recording = prepare(
+        args.path, fields=_manifest_fields(args), mapping=args.mapping, sidecar=args.sidecar
+    )
     recording.check_chunk_limit(args.max_chunk_bytes)
     return recording
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -14,6 +14,25 @@ from robolake.recordings.errors import RecordingError
 from robolake.recordings.manifest import build_manifest, default_sidecar, load_sidecar
 from robolake.recordings.mapping import DEFAULT_MAPPING, load_mapping
 from robolake.recordings.rosbag import BagScan, batches, is_bag, scan
+
+
+class PreparedRecording(Protocol):
+    """What the upload needs of any converted recording (a bag, an HDF5 episode): checked
+    whole before anything is registered, so the CLI handles every format alike."""
+
+    manifest: str
+
+    def batches(self, skip: Mapping[str, int] | None = None) -> Iterator[tuple[str, pa.Table]]:
+        """``(stream, rows)`` batches, leaving out ``skip[stream]`` rows already spooled."""
+        ...
+
+    def check_chunk_limit(self, max_chunk_bytes: int) -> None:
+        """Refuse a row bigger than a chunk before registration."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """The upload report's ``recording`` part: streams and what was not uploaded."""
+        ...
 
 
 @dataclass

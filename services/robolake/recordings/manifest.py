@@ -77,8 +77,9 @@ def default_sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".robolake.json")
 
 
-def load_sidecar(path: Path) -> dict[str, Any]:
-    """A sidecar JSON object with some of :data:`SIDECAR_FIELDS`."""
+def load_sidecar(path: Path, extra: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A sidecar JSON object with some of :data:`SIDECAR_FIELDS` (and ``extra``: what a
+    format cannot record itself, such as an HDF5 file's frame rate)."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -87,25 +88,17 @@ def load_sidecar(path: Path) -> dict[str, Any]:
         raise RecordingError(f"sidecar {path}: not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise RecordingError(f"sidecar {path}: must be a JSON object of manifest fields")
-    unknown = set(document) - SIDECAR_FIELDS
+    unknown = set(document) - SIDECAR_FIELDS - extra
     if unknown:
         raise RecordingError(
             f"sidecar {path}: unknown field(s) {sorted(unknown)}; a sidecar gives only "
-            f"{', '.join(sorted(SIDECAR_FIELDS))} (the rest comes from the recording)"
+            f"{', '.join(sorted(SIDECAR_FIELDS | extra))} (the rest comes from the recording)"
         )
     return document
 
 
 def build_manifest(scan: BagScan, fields: Mapping[str, Any], *, source: str = "") -> str:
     """The canonical manifest text of ``scan`` with ``fields`` (sidecar merged with flags)."""
-    missing = [k for k in _REQUIRED if not fields.get(k)]
-    if missing:
-        hints = ", ".join(f"{k} ({_FLAGS[k]})" for k in missing)
-        raise RecordingError(
-            f"the manifest needs {hints}, which a bag cannot know: pass the flags or put the "
-            f"fields in a sidecar JSON file{f' ({source})' if source else ''}"
-        )
-    device_id = str(fields["device_id"])
     streams = []
     for name, stream in sorted(scan.streams.items()):
         decl: dict[str, Any] = {
@@ -124,18 +117,50 @@ def build_manifest(scan: BagScan, fields: Mapping[str, Any], *, source: str = ""
             metadata["frame_id"] = stream.frame_id[:1024]
         decl["metadata"] = metadata
         streams.append(decl)
+    return recording_manifest(
+        streams,
+        fields,
+        content_sha256=scan.digest,
+        t_min=scan.t_min,
+        t_max=scan.t_max,
+        source=source,
+        what="a bag",
+    )
+
+
+def recording_manifest(
+    streams: list[dict[str, Any]],
+    fields: Mapping[str, Any],
+    *,
+    content_sha256: str,
+    t_min: int,
+    t_max: int,
+    source: str = "",
+    what: str = "a recording",
+) -> str:
+    """The canonical manifest of any recording format: its stream declarations, the fields
+    from the sidecar and flags, and the id from (content, device) -- one rule for every format,
+    so a re-upload is the same episode whatever the file was."""
+    missing = [k for k in _REQUIRED if not fields.get(k)]
+    if missing:
+        hints = ", ".join(f"{k} ({_FLAGS[k]})" for k in missing)
+        raise RecordingError(
+            f"the manifest needs {hints}, which {what} cannot know: pass the flags or put the "
+            f"fields in a sidecar JSON file{f' ({source})' if source else ''}"
+        )
+    device_id = str(fields["device_id"])
     software = {"robolake.recordings": CONVERTER_VERSION, **dict(fields.get("software") or {})}
     document: dict[str, Any] = {
         "manifest_version": 1,
-        "episode_id": recording_episode_id(device_id, scan.digest, scan.t_min),
+        "episode_id": recording_episode_id(device_id, content_sha256, t_min),
         "capture_point_id": fields["capture_point_id"],
         "device_id": device_id,
         "robot_type": fields["robot_type"],
         "scene": fields["scene"],
         "task": fields["task"],
         "operator": fields["operator"],
-        "started_at": format_timestamp_ns(scan.t_min),
-        "ended_at": format_timestamp_ns(scan.t_max),
+        "started_at": format_timestamp_ns(t_min),
+        "ended_at": format_timestamp_ns(t_max),
         "streams": streams,
         "software": software,
     }

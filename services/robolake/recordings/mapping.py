@@ -134,6 +134,11 @@ def stream_name_for(topic: str) -> str:
 
 def load_mapping(path: Path) -> TopicMapping:
     """Read and check a mapping file; every problem is a :class:`MappingError` naming the key."""
+    return parse_mapping(read_mapping_document(path), source=str(path))
+
+
+def read_mapping_document(path: Path) -> Any:
+    """A mapping file's document, YAML or JSON by its suffix (bags' and HDF5 files' alike)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -151,7 +156,7 @@ def load_mapping(path: Path) -> TopicMapping:
             document = json.loads(text)
     except ValueError as exc:
         raise MappingError(f"mapping file {path}: not valid JSON: {exc}") from exc
-    return parse_mapping(document, source=str(path))
+    return document
 
 
 def parse_mapping(document: Any, *, source: str = "mapping") -> TopicMapping:
@@ -321,3 +326,147 @@ def resolve(mapping: TopicMapping, topics: Mapping[str, tuple[str, int]]) -> Res
             )
     missing = sorted(t for t in mapping.topics if t not in topics)
     return Resolution(rules=rules, unmapped=unmapped, missing=missing)
+
+
+# --- HDF5 episodes: dataset paths -> streams ----------------------------------------------------
+
+#: What an HDF5 dataset can become: a field of one of the contract's stream types. Several
+#: datasets fill one stream (qpos, qvel and effort are one ``joint_state`` stream's fields).
+DATASET_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "joint_state": ("position", "velocity", "effort"),
+    "action": ("action",),
+    "image": ("data",),
+}
+_DATASET_KEYS: Final = frozenset({"stream", "type", "field", "joint_names", "ignore"})
+_HDF5_FILE_KEYS: Final = frozenset(
+    {"version", "map_defaults", "rate_hz", "joint_names", "datasets"}
+)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One ``datasets`` entry of an HDF5 mapping file."""
+
+    stream: str | None = None
+    type: str | None = None
+    field: str | None = None
+    joint_names: tuple[str, ...] | None = None
+    ignore: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetMapping:
+    """A parsed HDF5 mapping file; paths are relative to the episode's group (the file's root
+    for ACT, ``data/demo_N`` for robomimic), without a leading ``/``."""
+
+    map_defaults: bool = True
+    rate_hz: float | None = None
+    joint_names: tuple[str, ...] | None = None
+    datasets: Mapping[str, DatasetEntry] = field(default_factory=dict)
+    source: str = "the built-in defaults"
+
+
+DEFAULT_DATASET_MAPPING: Final = DatasetMapping()
+
+
+def load_dataset_mapping(path: Path) -> DatasetMapping:
+    """Read and check an HDF5 mapping file (the same YAML/JSON reading as a bag's)."""
+    return parse_dataset_mapping(read_mapping_document(path), source=str(path))
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise MappingError(f"{where} must be a list of distinct, non-empty names")
+    return tuple(value)
+
+
+def parse_dataset_mapping(document: Any, *, source: str = "mapping") -> DatasetMapping:
+    """Check an HDF5 mapping document (already parsed from YAML/JSON)."""
+    where = f"mapping file {source}"
+    if not isinstance(document, dict):
+        raise MappingError(
+            f"{where}: the top level must be a mapping with 'version: 1' and 'datasets'"
+        )
+    unknown = set(document) - _HDF5_FILE_KEYS
+    if unknown:
+        hint = (
+            " ('topics' is for ROS 2 bags; an HDF5 file maps 'datasets')"
+            if ("topics" in unknown)
+            else ""
+        )
+        raise MappingError(
+            f"{where}: unknown key(s) {sorted(unknown)}; allowed for an HDF5 file: "
+            f"{sorted(_HDF5_FILE_KEYS)}{hint}"
+        )
+    if document.get("version") != 1:
+        raise MappingError(f"{where}: 'version' must be 1 (found {document.get('version')!r})")
+    map_defaults = document.get("map_defaults", True)
+    if not isinstance(map_defaults, bool):
+        raise MappingError(f"{where}: 'map_defaults' must be true or false")
+    rate = document.get("rate_hz")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+    ):
+        raise MappingError(f"{where}: 'rate_hz' must be a positive number of frames per second")
+    names = document.get("joint_names")
+    joint_names = _names(names, f"{where}: 'joint_names'") if names is not None else None
+    raw = document.get("datasets") or {}
+    if not isinstance(raw, dict):
+        raise MappingError(f"{where}: 'datasets' must map dataset paths to entries")
+    datasets = {}
+    for key, value in raw.items():
+        path = str(key).strip("/")
+        datasets[path] = _dataset_entry(value, f"{where}: dataset {key!r}")
+    return DatasetMapping(
+        map_defaults=map_defaults,
+        rate_hz=float(rate) if rate is not None else None,
+        joint_names=joint_names,
+        datasets=datasets,
+        source=source,
+    )
+
+
+def _dataset_entry(raw: Any, where: str) -> DatasetEntry:
+    if raw == "ignore":
+        return DatasetEntry(ignore=True)
+    if raw is None:
+        return DatasetEntry()
+    if not isinstance(raw, dict):
+        raise MappingError(f"{where}: an entry is 'ignore' or a mapping of {sorted(_DATASET_KEYS)}")
+    unknown = set(raw) - _DATASET_KEYS
+    if unknown:
+        raise MappingError(
+            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_DATASET_KEYS)}"
+        )
+    stream = raw.get("stream")
+    if stream is not None and not (isinstance(stream, str) and _STREAM_NAME.fullmatch(stream)):
+        raise MappingError(
+            f"{where}: stream {stream!r} is not a stream name ([a-z][a-z0-9_]*, at most 64)"
+        )
+    kind = raw.get("type")
+    if kind is not None and kind not in DATASET_FIELDS:
+        raise MappingError(
+            f"{where}: type {kind!r} is not one an HDF5 dataset can become "
+            f"({', '.join(DATASET_FIELDS)})"
+        )
+    column = raw.get("field")
+    if column is not None:
+        allowed = DATASET_FIELDS[kind] if kind else DATASET_FIELDS["joint_state"]
+        if column not in allowed:
+            raise MappingError(f"{where}: field {column!r} must be one of {', '.join(allowed)}")
+    names = raw.get("joint_names")
+    ignore = raw.get("ignore", False)
+    if not isinstance(ignore, bool):
+        raise MappingError(f"{where}: ignore must be true or false")
+    return DatasetEntry(
+        stream=stream,
+        type=kind,
+        field=column,
+        joint_names=_names(names, f"{where}: joint_names") if names is not None else None,
+        ignore=ignore,
+    )

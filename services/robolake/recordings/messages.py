@@ -50,6 +50,11 @@ def _schema(stream_type: str) -> pa.Schema:
     return schema
 
 
+def stream_schema(stream_type: str) -> pa.Schema:
+    """The wire schema of version 1 of ``stream_type``, which every converter's rows take."""
+    return _schema(stream_type)
+
+
 def _fixed(rows: list[Any], width: int) -> pa.FixedSizeListArray:
     values = np.asarray(rows, dtype=np.float32).reshape(-1)
     return pa.FixedSizeListArray.from_arrays(pa.array(values), width)
@@ -259,7 +264,7 @@ class RawImageConverter(Converter):
         encoding = str(msg.encoding)
         width, height = int(msg.width), int(msg.height)
         if encoding == "rgb8":
-            return ("raw", width, height, rows.tobytes())
+            return raw_rgb_row(rows.reshape(height, width, 3))
         if encoding == "bgr8":
             return ("raw", width, height, rows.reshape(height, width, 3)[:, :, ::-1].tobytes())
         if encoding == "mono8":
@@ -277,16 +282,50 @@ class RawImageConverter(Converter):
         return ("raw32f", width, height, values.astype("<f4").tobytes(), 1.0)
 
     def table(self, t_ns: list[int], rows: list[tuple[Any, ...]]) -> pa.Table:
-        columns = [
-            pa.array(t_ns, pa.int64()),
-            pa.array([r[0] for r in rows], pa.string()),
-            pa.array([r[1] for r in rows], pa.int32()),
-            pa.array([r[2] for r in rows], pa.int32()),
-        ]
-        if self.depth:
-            columns.append(pa.array([r[4] for r in rows], pa.float32()))
-        columns.append(pa.array([r[3] for r in rows], pa.binary()))
-        return pa.Table.from_arrays(columns, schema=_schema(self.stream_type))
+        return image_table(self.stream_type, t_ns, rows)
+
+
+def raw_rgb_row(pixels: np.ndarray[Any, Any]) -> tuple[str, int, int, bytes]:
+    """An ``image`` row of packed 8-bit RGB pixels (height x width x 3), as ``rgb8`` frames are;
+    HDF5 episodes' raw camera frames take the same path."""
+    height, width = int(pixels.shape[0]), int(pixels.shape[1])
+    return ("raw", width, height, np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+
+
+def image_table(stream_type: str, t_ns: list[int], rows: list[tuple[Any, ...]]) -> pa.Table:
+    """Rows ``(encoding, width, height, data[, depth_scale])`` as an ``image`` or
+    ``depth_image`` table: one builder for every recording format's frames."""
+    columns = [
+        pa.array(t_ns, pa.int64()),
+        pa.array([r[0] for r in rows], pa.string()),
+        pa.array([r[1] for r in rows], pa.int32()),
+        pa.array([r[2] for r in rows], pa.int32()),
+    ]
+    if stream_type == "depth_image":
+        columns.append(pa.array([r[4] for r in rows], pa.float32()))
+    columns.append(pa.array([r[3] for r in rows], pa.binary()))
+    return pa.Table.from_arrays(columns, schema=_schema(stream_type))
+
+
+def encoded_image(data: bytes) -> tuple[str, int, int]:
+    """``(encoding, width, height)`` of JPEG or PNG bytes, from the image header alone.
+
+    Raises ValueError saying what is wrong, for the caller to name its topic or dataset.
+    """
+    if data[:3] == b"\xff\xd8\xff":
+        encoding = "jpeg"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        encoding = "png"
+    else:
+        raise ValueError(f"the bytes are neither JPEG nor PNG (starts with {data[:8].hex()})")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"the {encoding} header cannot be read: {exc}") from exc
+    return encoding, width, height
 
 
 @dataclass
@@ -296,23 +335,13 @@ class CompressedImageConverter(Converter):
 
     def _decode(self, msg: Any, index: int) -> tuple[str, int, int, bytes]:
         data = bytes(np.asarray(msg.data, dtype=np.uint8))
-        if data[:3] == b"\xff\xd8\xff":
-            encoding = "jpeg"
-        elif data[:8] == b"\x89PNG\r\n\x1a\n":
-            encoding = "png"
-        else:
+        try:
+            encoding, width, height = encoded_image(data)
+        except ValueError as exc:
             raise self.fail(
                 index,
-                f"format {msg.format!r}: the bytes are neither JPEG nor PNG (starts with "
-                f"{data[:8].hex()}); compressedDepth and video codecs are not supported",
-            )
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(data)) as image:  # reads the header only
-                width, height = image.size
-        except (UnidentifiedImageError, OSError) as exc:
-            raise self.fail(index, f"the {encoding} header cannot be read: {exc}") from exc
+                f"format {msg.format!r}: {exc}; compressedDepth and video codecs are not supported",
+            ) from exc
         return encoding, width, height, data
 
     def check(self, msg: Any, index: int) -> None:
@@ -322,14 +351,7 @@ class CompressedImageConverter(Converter):
         return self._decode(msg, -1)
 
     def table(self, t_ns: list[int], rows: list[tuple[Any, ...]]) -> pa.Table:
-        columns = [
-            pa.array(t_ns, pa.int64()),
-            pa.array([r[0] for r in rows], pa.string()),
-            pa.array([r[1] for r in rows], pa.int32()),
-            pa.array([r[2] for r in rows], pa.int32()),
-            pa.array([r[3] for r in rows], pa.binary()),
-        ]
-        return pa.Table.from_arrays(columns, schema=_schema("image"))
+        return image_table("image", t_ns, rows)
 
 
 def converter_for(rule: TopicRule, first: Any) -> Converter:
